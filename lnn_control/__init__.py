@@ -1,0 +1,3 @@
+"""lnn-control: liquid neural networks (LTC, CfC, NCP wirings) as recurrent policies for Stable-Baselines3."""
+
+__version__ = "0.1.0"
