@@ -1,0 +1,24 @@
+"""Liquid neural networks in PyTorch: CfC and LTC cells and sequence modules, and NCP wirings.
+
+Only torch (and numpy) is imported below this package: no Gymnasium, no Stable-Baselines3.
+"""
+
+from .cfc import CfCCell
+from .ltc import LTCCell
+from .ncps_compat import from_ncps
+from .rnn import LTC, CfC, LiquidRNN
+from .wiring import NCP, AutoNCP, FullyConnected, Random, Wiring
+
+__all__ = [
+    "LTC",
+    "NCP",
+    "AutoNCP",
+    "CfC",
+    "CfCCell",
+    "FullyConnected",
+    "LTCCell",
+    "LiquidRNN",
+    "Random",
+    "Wiring",
+    "from_ncps",
+]

@@ -1,0 +1,294 @@
+"""Liquid time-constant (LTC) cell (Hasani et al., 2021, https://ojs.aaai.org/index.php/AAAI/article/view/16936).
+
+Each neuron i is a leaky membrane with conductance-based synapses:
+
+    cm_i dv_i/dt = gleak_i (vleak_i - v_i) + sum_j w_ji s_ji(v_j) (erev_ji - v_i) + sensory terms,
+    s_ji(v) = sigmoid(sigma_ji (v - mu_ji)),
+
+integrated over the elapsed time ``dt`` of each step with ``unfolds`` substeps of ``dt / unfolds``:
+
+- ``semi_implicit`` (the LTC paper's fused solver): ``v <- (cm v + h (gleak vleak + N(v))) / (cm + h (gleak + D(v)))``
+  where N and D are the synaptic numerator and denominator; stable for any h >= 0, and h = 0 leaves v unchanged.
+- ``euler``: explicit Euler on the ODE above; ``rk4``: classical Runge-Kutta.
+
+``max_step`` (seconds) subdivides long intervals: a step of dt takes ``max(unfolds, ceil(dt / max_step))``
+substeps, each sample its own number, so a long or irregular dt stays as stable as a short one and every
+sample's result is independent of its batch-mates.
+
+Positivity of cm, gleak, w and sensory_w is by softplus of unconstrained parameters: nothing to clip after an
+optimiser step. Masked synapses (a wiring) have no effect and receive zero gradient; for sparse wirings the
+recurrent sum runs over the existing synapses only (gather / index_add), so cost scales with synapse count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import softplus
+
+from .wiring import FullyConnected, Wiring
+
+__all__ = ["LTC_SOLVERS", "LTCCell"]
+
+LTC_SOLVERS = ("semi_implicit", "euler", "rk4")
+
+# Initial value ranges (uniform), as in the LTC reference implementation.
+_INIT_RANGES = {
+    "gleak": (0.001, 1.0),
+    "vleak": (-0.2, 0.2),
+    "cm": (0.4, 0.6),
+    "w": (0.001, 1.0),
+    "sigma": (3.0, 8.0),
+    "mu": (0.3, 0.8),
+    "sensory_w": (0.001, 1.0),
+    "sensory_sigma": (3.0, 8.0),
+    "sensory_mu": (0.3, 0.8),
+}
+_POSITIVE = ("gleak", "cm", "w", "sensory_w")
+_SPARSE_DENSITY = 0.5  # below this fraction of existing synapses, sum over an edge list
+
+
+def inverse_softplus(y: Tensor) -> Tensor:
+    """The x with softplus(x) = y, for y > 0."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+class LTCCell(nn.Module):
+    """An LTC cell: ``cell(x (B, in), h (B, H), dt (B, 1) | float) -> (y (B, out), h' (B, H))``.
+
+    Args:
+        input_size: input features.
+        units: neurons H, or a ``Wiring`` (then ``wiring`` must be None).
+        wiring: synapse graph (default ``FullyConnected(units)``); the output is its motor neurons, i.e. state
+            entries ``0 .. wiring.output_dim - 1`` after the affine output mapping.
+        solver: ``"semi_implicit"``, ``"euler"`` or ``"rk4"``.
+        unfolds: substeps per step (at least; see ``max_step``).
+        max_step: longest substep in the units of dt, or None for exactly ``unfolds`` substeps.
+        epsilon: added to the semi-implicit denominator (times the substep), as in the reference.
+        freeze_recurrent: reservoir mode, only the output mapping (the readout) trains.
+        sparse: sum synapses over an edge list (True), a dense matrix (False), or choose by density (None).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        units: int | Wiring,
+        *,
+        wiring: Wiring | None = None,
+        solver: str = "semi_implicit",
+        unfolds: int = 6,
+        max_step: float | None = None,
+        epsilon: float = 1e-8,
+        freeze_recurrent: bool = False,
+        sparse: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(units, Wiring):
+            if wiring is not None:
+                raise ValueError("pass the wiring either as units or as wiring=, not both")
+            units, wiring = units.units, units
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"units must be a positive integer, got {units!r}")
+        if solver not in LTC_SOLVERS:
+            raise ValueError(f"solver must be one of {LTC_SOLVERS}, got {solver!r}")
+        if isinstance(unfolds, bool) or not isinstance(unfolds, int) or unfolds < 1:
+            raise ValueError(f"unfolds must be a positive integer, got {unfolds!r}")
+        if max_step is not None and not (max_step > 0 and math.isfinite(max_step)):
+            raise ValueError(f"max_step must be a positive number or None, got {max_step!r}")
+        wiring = FullyConnected(units) if wiring is None else wiring
+        if wiring.units != units:
+            raise ValueError(f"units ({units}) must equal wiring.units ({wiring.units})")
+        if not wiring.is_built():
+            wiring = wiring.copy().build(input_size)
+        elif wiring.input_dim != input_size:
+            raise ValueError(f"wiring is built for input_dim={wiring.input_dim}, but input_size={input_size}")
+        self.input_size = input_size
+        self.wiring = wiring
+        self.state_size = units
+        self.output_size = wiring.output_dim
+        self.solver = solver
+        self.unfolds = unfolds
+        self.max_step = None if max_step is None else float(max_step)
+        self.epsilon = float(epsilon)
+        self.freeze_recurrent = bool(freeze_recurrent)
+        self._sparse_choice = sparse
+
+        def init(name: str, shape: tuple[int, ...]) -> nn.Parameter:
+            low, high = _INIT_RANGES[name]
+            value = torch.rand(shape) * (high - low) + low
+            return nn.Parameter(inverse_softplus(value) if name in _POSITIVE else value)
+
+        n_in = input_size
+        self.gleak = init("gleak", (units,))
+        self.vleak = init("vleak", (units,))
+        self.cm = init("cm", (units,))
+        self.w = init("w", (units, units))
+        self.sigma = init("sigma", (units, units))
+        self.mu = init("mu", (units, units))
+        self.erev = nn.Parameter(torch.as_tensor(wiring.erev_init()))
+        self.sensory_w = init("sensory_w", (n_in, units))
+        self.sensory_sigma = init("sensory_sigma", (n_in, units))
+        self.sensory_mu = init("sensory_mu", (n_in, units))
+        self.sensory_erev = nn.Parameter(torch.as_tensor(wiring.sensory_erev_init()))
+        self.input_w = nn.Parameter(torch.ones(n_in))
+        self.input_b = nn.Parameter(torch.zeros(n_in))
+        self.output_w = nn.Parameter(torch.ones(self.output_size))
+        self.output_b = nn.Parameter(torch.zeros(self.output_size))
+        self.register_buffer("mask", torch.as_tensor(np.abs(wiring.adjacency), dtype=torch.float32))
+        self.register_buffer("sensory_mask", torch.as_tensor(np.abs(wiring.sensory_adjacency), dtype=torch.float32))
+        self._index_synapses()
+        if self.freeze_recurrent:
+            for name, p in self.named_parameters():
+                p.requires_grad_(name in ("output_w", "output_b"))
+
+    def _index_synapses(self) -> None:
+        """Edge list (pre, post) of the recurrent synapses, and whether to use it."""
+        pre, post = self.mask.nonzero(as_tuple=True)
+        self.register_buffer("pre_index", pre, persistent=False)
+        self.register_buffer("post_index", post, persistent=False)
+        density = pre.numel() / float(self.state_size**2)
+        self.sparse = density < _SPARSE_DENSITY if self._sparse_choice is None else bool(self._sparse_choice)
+
+    # --------------------------------------------------------------------------------------- parameters
+    def positive(self, name: str) -> Tensor:
+        """The positive (softplus) value of cm, gleak, w or sensory_w."""
+        return softplus(getattr(self, name))
+
+    def load_ncps_values(self, values: dict[str, Tensor]) -> None:
+        """Set parameters from their constrained values (cm, gleak, w, sensory_w > 0), e.g. from ncps."""
+        with torch.no_grad():
+            for name, value in values.items():
+                value = torch.as_tensor(value, dtype=torch.float32)
+                if name in _POSITIVE:
+                    value = inverse_softplus(value.clamp_min(1e-12))
+                getattr(self, name).copy_(value)
+
+    # ------------------------------------------------------------------------------------------------ api
+    def forward(self, x: Tensor, h: Tensor, dt: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
+        """x (B, in), h (B, H), dt (B, 1) or (B,) or a number -> (y (B, out), h' (B, H))."""
+        if not isinstance(dt, Tensor):
+            dt = x.new_full((x.shape[0], 1), float(dt))
+        y, h_last = self.forward_sequence(x.unsqueeze(1), h, dt.reshape(x.shape[0], 1), None)
+        return y[:, 0], h_last
+
+    def forward_sequence(self, x: Tensor, v: Tensor, dt: Tensor, keep: Tensor | None) -> tuple[Tensor, Tensor]:
+        """x (B, T, in), v (B, H), dt (B, T), keep (B, T) float (0: reset before step) -> (y (B, T, out), v_T)."""
+        num_s, den_s = self._sensory_terms(x)  # (B, T, H) each, for all steps at once
+        cm = self.positive("cm")
+        gleak = self.positive("gleak")
+        leak_current = gleak * self.vleak  # (H,)
+        w = self.positive("w") * self.mask
+        if self.sparse:
+            pre, post = self.pre_index, self.post_index
+            sigma = self.sigma[pre, post]
+            syn = (sigma, sigma * self.mu[pre, post])
+            # (S, 2H) scatter matrix: row s holds w*erev at column post[s] and w at column H + post[s], so
+            # that act (B, S) @ weights sums each neuron's incoming synapses with one matmul.
+            rows = torch.arange(pre.numel(), device=pre.device)
+            weights = w.new_zeros(pre.numel(), 2 * self.state_size)
+            weights = weights.index_put((rows, post), w[pre, post] * self.erev[pre, post])
+            weights = weights.index_put((rows, post + self.state_size), w[pre, post])
+        else:
+            syn = (self.sigma, self.sigma * self.mu)
+            weights = torch.stack([w * self.erev, w])  # (2, H, H)
+        substeps, h_sub = self._substeps(dt)
+        # Per-step views by unbind (backward stacks once; indexing [:, t] would zero-fill per step).
+        drives = (leak_current + num_s).unbind(1)  # T x (B, H): numerator terms independent of v
+        conductances = (gleak + den_s).unbind(1)  # T x (B, H)
+        keeps = [None] * x.shape[1] if keep is None else keep.unsqueeze(-1).unbind(1)
+        if h_sub.dim() == 2:  # one substep length per sample and step
+            substep_lengths = [[h_t] * substeps for h_t in h_sub.unsqueeze(-1).unbind(1)]
+        else:  # max_step: (B, T, K), zero past each sample's own substep count
+            substep_lengths = [h_t.unsqueeze(-1).unbind(1) for h_t in h_sub.unbind(1)]
+        outputs = []
+        for drive, conductance, keep_t, lengths in zip(drives, conductances, keeps, substep_lengths, strict=True):
+            if keep_t is not None:
+                v = v * keep_t
+            for h in lengths:
+                v = self._solver_step(v, h, cm, drive, conductance, syn, weights)
+            outputs.append(v)
+        states = torch.stack(outputs, dim=1)  # (B, T, H)
+        y = states[..., : self.output_size] * self.output_w + self.output_b
+        return y, v
+
+    def _substeps(self, dt: Tensor) -> tuple[int, Tensor]:
+        """Number of solver iterations and the substep per sample: (B, T) or, with max_step, (B, T, K)."""
+        if self.max_step is None:
+            return self.unfolds, dt / self.unfolds
+        counts = torch.ceil(dt / self.max_step).clamp_min(self.unfolds)  # (B, T)
+        total = int(counts.max().item()) if counts.numel() else self.unfolds
+        if total == self.unfolds:
+            return total, dt / self.unfolds
+        k = torch.arange(total, device=dt.device, dtype=dt.dtype)
+        h = (dt / counts).unsqueeze(-1) * (k < counts.unsqueeze(-1)).to(dt.dtype)  # zero past its own count
+        return total, h
+
+    def _sensory_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, in) -> sensory numerator and denominator (B, T, H)."""
+        x = x * self.input_w + self.input_b
+        weight = self.positive("sensory_w") * self.sensory_mask  # (in, H)
+        act = torch.sigmoid(self.sensory_sigma * (x.unsqueeze(-1) - self.sensory_mu)) * weight  # (B, T, in, H)
+        return (act * self.sensory_erev).sum(-2), act.sum(-2)
+
+    def _synaptic(self, v: Tensor, syn: tuple[Tensor, Tensor], weights: Tensor) -> tuple[Tensor, Tensor]:
+        """Recurrent synaptic numerator sum_j w s (erev) and denominator sum_j w s, each (B, H)."""
+        sigma, sigma_mu = syn
+        if self.sparse:
+            act = torch.sigmoid(torch.addcmul(-sigma_mu, v.index_select(1, self.pre_index), sigma))  # (B, S)
+            summed = act @ weights  # (B, 2H)
+            return summed[:, : self.state_size], summed[:, self.state_size :]
+        act = torch.sigmoid(torch.addcmul(-sigma_mu, v.unsqueeze(-1), sigma))  # (B, H_pre, H_post)
+        return (act * weights[0]).sum(1), (act * weights[1]).sum(1)
+
+    def _solver_step(
+        self,
+        v: Tensor,
+        h: Tensor,
+        cm: Tensor,
+        drive: Tensor,
+        conductance: Tensor,
+        syn: tuple[Tensor, Tensor],
+        weights: Tensor,
+    ) -> Tensor:
+        """One substep of length h (B, 1) from v (B, H)."""
+        if self.solver == "semi_implicit":
+            num, den = self._synaptic(v, syn, weights)
+            return (cm * v + h * (drive + num)) / (cm + h * (conductance + den + self.epsilon))
+
+        def rate(u: Tensor) -> Tensor:
+            num, den = self._synaptic(u, syn, weights)
+            return (drive + num - (conductance + den) * u) / cm
+
+        k1 = rate(v)
+        if self.solver == "euler":
+            return v + h * k1
+        k2 = rate(v + 0.5 * h * k1)
+        k3 = rate(v + 0.5 * h * k2)
+        k4 = rate(v + h * k3)
+        return v + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    # ---------------------------------------------------------------------------------------- checkpoints
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"wiring": self.wiring.get_config()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Adopt the checkpoint's wiring; its masks are already loaded from the state dict."""
+        self.wiring = Wiring.from_config(state["wiring"])
+        if self.wiring.units != self.state_size or self.wiring.output_dim != self.output_size:
+            raise ValueError(
+                f"checkpoint wiring has {self.wiring.units} units / {self.wiring.output_dim} outputs, "
+                f"the model {self.state_size} / {self.output_size}"
+            )
+        self._index_synapses()
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.state_size}, solver={self.solver!r}, unfolds={self.unfolds}, "
+            f"max_step={self.max_step}, wiring={self.wiring!r}, sparse={self.sparse}"
+        )

@@ -1,0 +1,142 @@
+"""Benchmark: liquid cells against ncps and torch.nn.LSTM/GRU, all rows measured in the same run.
+
+Prints one table: forward+backward time of a (B=64, T=128, in=17) sequence and single-step (B=1) inference
+latency, medians over repeats, with ratios to nn.LSTM-64 and to the ncps counterpart. torch runs on one
+thread. Usage: ``python scripts/bench_cells.py [--repeats N] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from lnn_control.nn import LTC, AutoNCP, CfC
+
+BATCH, STEPS, INPUTS, UNITS = 64, 128, 17, 64
+
+
+class TorchRNN(nn.Module):
+    """nn.LSTM / nn.GRU with the (x, dt) call of the liquid modules (dt ignored)."""
+
+    def __init__(self, kind: type[nn.RNNBase]) -> None:
+        super().__init__()
+        self.rnn = kind(INPUTS, UNITS, batch_first=True)
+
+    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, h=None):
+        return self.rnn(x, h)
+
+
+class NcpsModel(nn.Module):
+    """ncps.torch CfC / LTC (timespans as ncps takes them)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, h=None):
+        return self.model(x, h, timespans=dt)
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def train_step_time(model: nn.Module, repeats: int) -> float:
+    x = torch.randn(BATCH, STEPS, INPUTS)
+    dt = torch.rand(BATCH, STEPS) * 0.1 + 0.05
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        y, _ = model(x, dt=dt)
+        y.square().mean().backward()
+
+    return median_time(step, repeats)
+
+
+def single_step_latency(model: nn.Module, repeats: int, ncps_style: bool) -> float:
+    x = torch.randn(1, 1, INPUTS)
+    dt = torch.full((1, 1), 0.05)
+    with torch.no_grad():
+        _, h = model(x, dt=dt)
+
+        def step() -> None:
+            nonlocal h
+            _, h = model(x, dt=dt, h=h) if not ncps_style else model(x, dt=dt, h=h)
+
+        return median_time(step, repeats * 20, warmup=20)
+
+
+class Ours(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, dt=None, h=None):
+        return self.model(x, h0=h, dt=dt)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="3 repeats")
+    parser.add_argument("--no-ncps", action="store_true", help="skip the ncps rows")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    rows: list[tuple[str, nn.Module, str | None, bool]] = [
+        ("nn.LSTM-64", TorchRNN(nn.LSTM), None, False),
+        ("nn.GRU-64", TorchRNN(nn.GRU), None, False),
+    ]
+    if not args.no_ncps:
+        import ncps.torch as ncps_torch
+
+        rows += [
+            ("ncps CfC-64", NcpsModel(ncps_torch.CfC(INPUTS, UNITS)), None, True),
+            ("ncps LTC-64", NcpsModel(ncps_torch.LTC(INPUTS, UNITS)), None, True),
+        ]
+    rows += [
+        ("CfC-64", Ours(CfC(INPUTS, UNITS)), "ncps CfC-64", False),
+        ("LTC-64 (6 unfolds)", Ours(LTC(INPUTS, UNITS)), "ncps LTC-64", False),
+        ("CfC AutoNCP(64,8)", Ours(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps CfC-64", False),
+        ("LTC AutoNCP(64,8)", Ours(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps LTC-64", False),
+    ]
+    results: dict[str, tuple[float, float]] = {}
+    for name, model, _, ncps_style in rows:
+        train = train_step_time(model, repeats)
+        latency = single_step_latency(model, repeats, ncps_style)
+        results[name] = (train, latency)
+        print(f"  measured {name}: {train * 1e3:.1f} ms, {latency * 1e6:.0f} us", flush=True)
+
+    lstm_train = results["nn.LSTM-64"][0]
+    print()
+    print(f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
+          f"median of {repeats} (fwd+bwd) / {repeats * 20} (latency) runs")
+    print(f"fwd+bwd: B={BATCH}, T={STEPS}, in={INPUTS}; latency: B=1, one step")
+    print()
+    print("| model | fwd+bwd (ms) | x nn.LSTM-64 | single-step latency (us) | latency vs ncps |")
+    print("|---|---:|---:|---:|---:|")
+    for name, _, counterpart, _ in rows:
+        train, latency = results[name]
+        versus = ""
+        if counterpart in results:
+            versus = f"{latency / results[counterpart][1]:.2f}x"
+        print(f"| {name} | {train * 1e3:.1f} | {train / lstm_train:.1f}x | {latency * 1e6:.0f} | {versus} |")
+
+
+if __name__ == "__main__":
+    main()
