@@ -66,7 +66,7 @@ def train_step_time(model: nn.Module, repeats: int) -> float:
     return median_time(step, repeats)
 
 
-def single_step_latency(model: nn.Module, repeats: int, ncps_style: bool) -> float:
+def single_step_latency(model: nn.Module, repeats: int) -> float:
     x = torch.randn(1, 1, INPUTS)
     dt = torch.full((1, 1), 0.05)
     with torch.no_grad():
@@ -74,7 +74,7 @@ def single_step_latency(model: nn.Module, repeats: int, ncps_style: bool) -> flo
 
         def step() -> None:
             nonlocal h
-            _, h = model(x, dt=dt, h=h) if not ncps_style else model(x, dt=dt, h=h)
+            _, h = model(x, dt=dt, h=h)
 
         return median_time(step, repeats * 20, warmup=20)
 
@@ -89,7 +89,9 @@ class Ours(nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="3 repeats")
     parser.add_argument("--no-ncps", action="store_true", help="skip the ncps rows")
@@ -98,39 +100,41 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    rows: list[tuple[str, nn.Module, str | None, bool]] = [
-        ("nn.LSTM-64", TorchRNN(nn.LSTM), None, False),
-        ("nn.GRU-64", TorchRNN(nn.GRU), None, False),
+    rows: list[tuple[str, nn.Module, str | None]] = [
+        ("nn.LSTM-64", TorchRNN(nn.LSTM), None),
+        ("nn.GRU-64", TorchRNN(nn.GRU), None),
     ]
     if not args.no_ncps:
         import ncps.torch as ncps_torch
 
         rows += [
-            ("ncps CfC-64", NcpsModel(ncps_torch.CfC(INPUTS, UNITS)), None, True),
-            ("ncps LTC-64", NcpsModel(ncps_torch.LTC(INPUTS, UNITS)), None, True),
+            ("ncps CfC-64", NcpsModel(ncps_torch.CfC(INPUTS, UNITS)), None),
+            ("ncps LTC-64", NcpsModel(ncps_torch.LTC(INPUTS, UNITS)), None),
         ]
     rows += [
-        ("CfC-64", Ours(CfC(INPUTS, UNITS)), "ncps CfC-64", False),
-        ("LTC-64 (6 unfolds)", Ours(LTC(INPUTS, UNITS)), "ncps LTC-64", False),
-        ("CfC AutoNCP(64,8)", Ours(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps CfC-64", False),
-        ("LTC AutoNCP(64,8)", Ours(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps LTC-64", False),
+        ("CfC-64", Ours(CfC(INPUTS, UNITS)), "ncps CfC-64"),
+        ("LTC-64 (6 unfolds)", Ours(LTC(INPUTS, UNITS)), "ncps LTC-64"),
+        ("CfC AutoNCP(64,8)", Ours(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps CfC-64"),
+        ("LTC AutoNCP(64,8)", Ours(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps LTC-64"),
     ]
     results: dict[str, tuple[float, float]] = {}
-    for name, model, _, ncps_style in rows:
+    for name, model, _ in rows:
         train = train_step_time(model, repeats)
-        latency = single_step_latency(model, repeats, ncps_style)
+        latency = single_step_latency(model, repeats)
         results[name] = (train, latency)
         print(f"  measured {name}: {train * 1e3:.1f} ms, {latency * 1e6:.0f} us", flush=True)
 
     lstm_train = results["nn.LSTM-64"][0]
     print()
-    print(f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-          f"median of {repeats} (fwd+bwd) / {repeats * 20} (latency) runs")
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
+        f"median of {repeats} (fwd+bwd) / {repeats * 20} (latency) runs"
+    )
     print(f"fwd+bwd: B={BATCH}, T={STEPS}, in={INPUTS}; latency: B=1, one step")
     print()
     print("| model | fwd+bwd (ms) | x nn.LSTM-64 | single-step latency (us) | latency vs ncps |")
     print("|---|---:|---:|---:|---:|")
-    for name, _, counterpart, _ in rows:
+    for name, _, counterpart in rows:
         train, latency = results[name]
         versus = ""
         if counterpart in results:

@@ -5,7 +5,7 @@ four heads read ``z = backbone([x, h])``:
 
 - ``default``: ``h' = ff1 * (1 - g) + g * ff2`` with ``g = sigmoid(t_a * dt + t_b)``
 - ``no_gate``: ``h' = ff1 + g * ff2``
-- ``pure``:    ``h' = A - A * exp(-dt * (|w_tau| + |ff1|)) * ff1``  (A = 1, w_tau = 0 at init, as in the paper)
+- ``pure``:    ``h' = A - A * exp(-dt * (|w_tau| + |ff1|)) * ff1``  (A = 1, w_tau = 0 at init, as the paper)
 
 Note plainly what ``dt`` is here: a learned gate input, not an integration interval. The closed form does not
 integrate anything, so dt -> 0 does *not* leave the state unchanged and halving dt twice is not the same as
@@ -138,14 +138,19 @@ class _CfCBlock(nn.Module):
         if len(self.backbone):
             z = self.dropout(self.inner_activation(z))
             for k in range(1, len(self.backbone)):
-                z = self.dropout(self.inner_activation(torch.addmm(weights[2 * k + 2], z, weights[2 * k + 1].t())))
+                z = self.dropout(
+                    self.inner_activation(torch.addmm(weights[2 * k + 2], z, weights[2 * k + 1].t()))
+                )
             z = torch.addmm(weights[-1], z, weights[-2].t())
         return self.gate(z, dt)
 
     def gate(self, heads: Tensor, dt: Tensor) -> Tensor:
         """heads (B, n_heads * hidden), dt (B, 1) -> new state (B, hidden)."""
         if self.mode == "pure":
-            return self.A - self.A * torch.exp(-dt * (self.w_tau.abs() + heads.abs())) * heads
+            # |w_tau| with the subgradient +1 at 0: the paper initialises w_tau = 0, where abs()'s zero
+            # gradient would keep it at 0 for ever.
+            w_tau = torch.where(self.w_tau == 0, self.w_tau, self.w_tau.abs())
+            return self.A - self.A * torch.exp(-dt * (w_tau + heads.abs())) * heads
         hidden = self.hidden
         # split (not slicing) so that backward concatenates instead of zero-filling full-size gradients
         ff, t_a, t_b = heads.split([2 * hidden, hidden, hidden], dim=1)
@@ -193,12 +198,15 @@ class CfCCell(nn.Module):
         if mode not in CFC_MODES:
             raise ValueError(f"mode must be one of {CFC_MODES}, got {mode!r}")
         if backbone_activation not in ACTIVATIONS:
-            raise ValueError(f"backbone_activation must be one of {sorted(ACTIVATIONS)}, got {backbone_activation!r}")
+            raise ValueError(
+                f"backbone_activation must be one of {sorted(ACTIVATIONS)}, got {backbone_activation!r}"
+            )
         if not 0.0 <= backbone_dropout < 1.0:
             raise ValueError(f"backbone_dropout must be in [0, 1), got {backbone_dropout}")
         if backbone_layers < 0 or (backbone_layers > 0 and backbone_units < 1):
             raise ValueError(
-                f"backbone_layers must be >= 0 and backbone_units >= 1, got {backbone_layers} and {backbone_units}"
+                f"backbone_layers must be >= 0 and backbone_units >= 1, "
+                f"got {backbone_layers} and {backbone_units}"
             )
         self.input_size = int(input_size)
         self.mode = mode
@@ -239,7 +247,9 @@ class CfCCell(nn.Module):
 
     def _build_wired(self, wiring: Wiring) -> None:
         if wiring.input_dim != self.input_size:
-            raise ValueError(f"wiring is built for input_dim={wiring.input_dim}, but input_size={self.input_size}")
+            raise ValueError(
+                f"wiring is built for input_dim={wiring.input_dim}, but input_size={self.input_size}"
+            )
         self.wiring = wiring
         self.state_size = wiring.units
         self.output_size = wiring.output_dim
@@ -284,8 +294,10 @@ class CfCCell(nn.Module):
         y, h_last = self.forward_sequence(x.unsqueeze(1), h, dt.reshape(x.shape[0], 1), None)
         return y[:, 0], h_last
 
-    def forward_sequence(self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None) -> tuple[Tensor, Tensor]:
-        """x (B, T, in), h (B, H), dt (B, T), keep (B, T) float (0: reset before step) -> (y (B, T, out), h_T)."""
+    def forward_sequence(
+        self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """x (B, T, in), h (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), h_T)."""
         # Per-step views by unbind: its backward stacks the step gradients once, where indexing [:, t]
         # would zero-fill a full (B, T, ...) gradient for every step.
         dts = dt.unsqueeze(-1).unbind(1)  # T x (B, 1)

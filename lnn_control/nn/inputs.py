@@ -27,7 +27,9 @@ def normalize_x(x: Tensor, input_size: int, batch_first: bool) -> tuple[Tensor, 
         layout = "(B, T, in)" if batch_first else "(T, B, in)"
         raise ValueError(f"x must be {layout} or unbatched (T, in), got shape {tuple(x.shape)}")
     if x.shape[-1] != input_size:
-        raise ValueError(f"x must have {input_size} features in its last dimension, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have {input_size} features in its last dimension, got shape {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating point tensor, got dtype {x.dtype}")
     return x, batched
@@ -38,7 +40,7 @@ def check_dt_values(dt: Tensor) -> None:
     bad = ~torch.isfinite(dt) | (dt < 0)
     if bool(bad.any()):
         b, t = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"dt must be >= 0 and finite, got {dt[b, t].item()} at batch {b} step {t}")
+        raise ValueError(f"dt must be >= 0 and finite, got {dt[b, t].item():.6g} at batch {b} step {t}")
 
 
 def normalize_dt(
@@ -68,7 +70,9 @@ def normalize_dt(
         elif dt.dim() == 0:
             dt = dt.expand(1, steps)
         else:
-            raise ValueError(f"dt for unbatched input must be (T,) or (T, 1) with T={steps}, got {tuple(dt.shape)}")
+            raise ValueError(
+                f"dt for unbatched input must be (T,) or (T, 1) with T={steps}, got {tuple(dt.shape)}"
+            )
     elif dt.dim() == 2:
         dt = dt if batch_first else dt.transpose(0, 1)
         if dt.shape == (batch, 1) and steps != 1:
@@ -84,7 +88,9 @@ def normalize_dt(
     return dt
 
 
-def normalize_resets(resets: Tensor | None, batch: int, steps: int, batched: bool, batch_first: bool) -> Tensor | None:
+def normalize_resets(
+    resets: Tensor | None, batch: int, steps: int, batched: bool, batch_first: bool
+) -> Tensor | None:
     """Return resets as a bool (B, T) tensor (True at t: zero that sample's state before step t), or None."""
     if resets is None:
         return None
@@ -105,7 +111,9 @@ def normalize_resets(resets: Tensor | None, batch: int, steps: int, batched: boo
     return resets
 
 
-def normalize_h0(h0: Tensor | None, num_layers: int, batch: int, state_size: int, batched: bool, like: Tensor) -> Tensor:
+def normalize_h0(
+    h0: Tensor | None, num_layers: int, batch: int, state_size: int, batched: bool, like: Tensor
+) -> Tensor:
     """Return h0 as (num_layers, B, H); zeros when None. Unbatched h0 is (num_layers, H)."""
     if h0 is None:
         return like.new_zeros(num_layers, batch, state_size)

@@ -7,8 +7,9 @@ Each neuron i is a leaky membrane with conductance-based synapses:
 
 integrated over the elapsed time ``dt`` of each step with ``unfolds`` substeps of ``dt / unfolds``:
 
-- ``semi_implicit`` (the LTC paper's fused solver): ``v <- (cm v + h (gleak vleak + N(v))) / (cm + h (gleak + D(v)))``
-  where N and D are the synaptic numerator and denominator; stable for any h >= 0, and h = 0 leaves v unchanged.
+- ``semi_implicit`` (the LTC paper's fused solver):
+  ``v <- (cm v + h (gleak vleak + N(v))) / (cm + h (gleak + D(v)))`` where N and D are the synaptic
+  numerator and denominator; stable for any h >= 0, and h = 0 leaves v unchanged.
 - ``euler``: explicit Euler on the ODE above; ``rk4``: classical Runge-Kutta.
 
 ``max_step`` (seconds) subdivides long intervals: a step of dt takes ``max(unfolds, ceil(dt / max_step))``
@@ -141,7 +142,9 @@ class LTCCell(nn.Module):
         self.output_w = nn.Parameter(torch.ones(self.output_size))
         self.output_b = nn.Parameter(torch.zeros(self.output_size))
         self.register_buffer("mask", torch.as_tensor(np.abs(wiring.adjacency), dtype=torch.float32))
-        self.register_buffer("sensory_mask", torch.as_tensor(np.abs(wiring.sensory_adjacency), dtype=torch.float32))
+        self.register_buffer(
+            "sensory_mask", torch.as_tensor(np.abs(wiring.sensory_adjacency), dtype=torch.float32)
+        )
         self._index_synapses()
         if self.freeze_recurrent:
             for name, p in self.named_parameters():
@@ -177,8 +180,10 @@ class LTCCell(nn.Module):
         y, h_last = self.forward_sequence(x.unsqueeze(1), h, dt.reshape(x.shape[0], 1), None)
         return y[:, 0], h_last
 
-    def forward_sequence(self, x: Tensor, v: Tensor, dt: Tensor, keep: Tensor | None) -> tuple[Tensor, Tensor]:
-        """x (B, T, in), v (B, H), dt (B, T), keep (B, T) float (0: reset before step) -> (y (B, T, out), v_T)."""
+    def forward_sequence(
+        self, x: Tensor, v: Tensor, dt: Tensor, keep: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """x (B, T, in), v (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), v_T)."""
         num_s, den_s = self._sensory_terms(x)  # (B, T, H) each, for all steps at once
         cm = self.positive("cm")
         gleak = self.positive("gleak")
@@ -207,7 +212,9 @@ class LTCCell(nn.Module):
         else:  # max_step: (B, T, K), zero past each sample's own substep count
             substep_lengths = [h_t.unsqueeze(-1).unbind(1) for h_t in h_sub.unbind(1)]
         outputs = []
-        for drive, conductance, keep_t, lengths in zip(drives, conductances, keeps, substep_lengths, strict=True):
+        for drive, conductance, keep_t, lengths in zip(
+            drives, conductances, keeps, substep_lengths, strict=True
+        ):
             if keep_t is not None:
                 v = v * keep_t
             for h in lengths:
@@ -233,7 +240,9 @@ class LTCCell(nn.Module):
         """x (B, T, in) -> sensory numerator and denominator (B, T, H)."""
         x = x * self.input_w + self.input_b
         weight = self.positive("sensory_w") * self.sensory_mask  # (in, H)
-        act = torch.sigmoid(self.sensory_sigma * (x.unsqueeze(-1) - self.sensory_mu)) * weight  # (B, T, in, H)
+        act = (
+            torch.sigmoid(self.sensory_sigma * (x.unsqueeze(-1) - self.sensory_mu)) * weight
+        )  # (B, T, in, H)
         return (act * self.sensory_erev).sum(-2), act.sum(-2)
 
     def _synaptic(self, v: Tensor, syn: tuple[Tensor, Tensor], weights: Tensor) -> tuple[Tensor, Tensor]:

@@ -35,9 +35,13 @@ def from_ncps(module: nn.Module) -> CfC | LTC:
     kind = type(module).__name__
     cell = getattr(module, "rnn_cell", None)
     if kind not in ("CfC", "LTC") or cell is None:
-        raise TypeError(f"from_ncps expects an ncps.torch CfC or LTC module, got {type(module).__module__}.{kind}")
+        raise TypeError(
+            f"from_ncps expects an ncps.torch CfC or LTC module, got {type(module).__module__}.{kind}"
+        )
     if getattr(module, "use_mixed", False):
-        raise ValueError("ncps mixed_memory=True (an extra LSTM cell) has no counterpart here; cannot convert")
+        raise ValueError(
+            "ncps mixed_memory=True (an extra LSTM cell) has no counterpart here; cannot convert"
+        )
     converted = _convert_cfc(module, cell) if kind == "CfC" else _convert_ltc(module, cell)
     return converted.eval() if not module.training else converted
 
@@ -77,7 +81,9 @@ def _convert_cfc(module: nn.Module, cell: nn.Module) -> CfC:
             _copy_cfc_heads(ncps_layer, block)
     else:
         linears = [m for m in (cell.backbone or []) if isinstance(m, nn.Linear)]
-        activation = next((type(m).__name__ for m in (cell.backbone or []) if not isinstance(m, nn.Linear)), "LeCun")
+        activation = next(
+            (type(m).__name__ for m in (cell.backbone or []) if not isinstance(m, nn.Linear)), "LeCun"
+        )
         dropouts = [m.p for m in (cell.backbone or []) if isinstance(m, nn.Dropout)]
         ours = CfC(
             module.input_size,
@@ -121,7 +127,11 @@ def _convert_ltc(module: nn.Module, cell: nn.Module) -> LTC:
     )
     target: LTCCell = ours.cells[0]
     target.epsilon = float(cell._epsilon)
-    params = {name: p.detach() for name, p in cell._params.items() if name not in ("sparsity_mask", "sensory_sparsity_mask")}
+    params = {
+        name: p.detach()
+        for name, p in cell._params.items()
+        if name not in ("sparsity_mask", "sensory_sparsity_mask")
+    }
     if cell._implicit_param_constraints:  # ncps applies softplus too: the raw values carry over
         raw = {name: params.pop(name) for name in ("gleak", "cm", "w", "sensory_w")}
         with torch.no_grad():
@@ -129,4 +139,3 @@ def _convert_ltc(module: nn.Module, cell: nn.Module) -> LTC:
                 getattr(target, name).copy_(value)
     target.load_ncps_values(params)  # values as ncps uses them (softplus inverted where needed)
     return ours
-

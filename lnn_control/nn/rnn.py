@@ -26,7 +26,7 @@ from .inputs import normalize_dt, normalize_h0, normalize_resets, normalize_x
 from .ltc import LTCCell
 from .wiring import Wiring
 
-__all__ = ["CfC", "LTC", "LiquidRNN"]
+__all__ = ["LTC", "CfC", "LiquidRNN"]
 
 
 class LiquidRNN(nn.Module):

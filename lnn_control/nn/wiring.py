@@ -138,7 +138,9 @@ class Wiring:
         """JSON-serialisable description, including the built matrices."""
         config: dict[str, Any] = {"class": type(self).__name__, **self._init_args()}
         config["adjacency"] = self.adjacency.tolist()
-        config["sensory_adjacency"] = None if self.sensory_adjacency is None else self.sensory_adjacency.tolist()
+        config["sensory_adjacency"] = (
+            None if self.sensory_adjacency is None else self.sensory_adjacency.tolist()
+        )
         return config
 
     @classmethod
@@ -288,7 +290,9 @@ class NCP(Wiring):
             self.adjacency[src, dest] = self._rng.choice([-1, 1])
         self._connect_motor()
 
-    def _connect_layers(self, sources: list[int], targets: list[int], fanout: int, matrix: np.ndarray) -> None:
+    def _connect_layers(
+        self, sources: list[int], targets: list[int], fanout: int, matrix: np.ndarray
+    ) -> None:
         """Each source feeds ``fanout`` random targets; unreached targets get the mean fan-in of sources."""
         reached: set[int] = set()
         for src in sources:
@@ -303,14 +307,18 @@ class NCP(Wiring):
                 matrix[src, dest] = self._rng.choice([-1, 1])
 
     def _connect_motor(self) -> None:
-        """Each motor neuron reads ``motor_fanin`` command neurons; unused command neurons feed some motors."""
+        """Each motor neuron reads ``motor_fanin`` command neurons; unused command neurons feed motors."""
         used: set[int] = set()
         for dest in self.motor_neurons:
             for src in self._rng.choice(self.command_neurons, size=self.motor_fanin, replace=False):
                 self.adjacency[src, dest] = self._rng.choice([-1, 1])
                 used.add(int(src))
         fanout = int(
-            np.clip(len(self.motor_neurons) * self.motor_fanin // len(self.command_neurons), 1, len(self.motor_neurons))
+            np.clip(
+                len(self.motor_neurons) * self.motor_fanin // len(self.command_neurons),
+                1,
+                len(self.motor_neurons),
+            )
         )
         for src in self.command_neurons:
             if src in used:
@@ -383,7 +391,9 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def _random_polarities(rng: np.random.Generator, shape: tuple[int, ...], inhibitory_fraction: float) -> np.ndarray:
+def _random_polarities(
+    rng: np.random.Generator, shape: tuple[int, ...], inhibitory_fraction: float
+) -> np.ndarray:
     return np.where(rng.random(shape) < inhibitory_fraction, -1, 1).astype(np.int8)
 
 
@@ -392,5 +402,7 @@ def _polarity_matrix(name: str, matrix: Any, shape: tuple[int, int]) -> np.ndarr
     if matrix.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {matrix.shape}")
     if not np.isin(matrix, (-1, 0, 1)).all():
-        raise ValueError(f"{name} entries must be -1, 0 or +1 (synapse polarity), got values {np.unique(matrix)}")
+        raise ValueError(
+            f"{name} entries must be -1, 0 or +1 (synapse polarity), got values {np.unique(matrix)}"
+        )
     return matrix.astype(np.int8)
