@@ -43,18 +43,7 @@ class NcpsModel(nn.Module):
         return self.model(x, h, timespans=dt)
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def train_step_time(model: nn.Module, repeats: int) -> float:
+def train_step(model: nn.Module) -> Callable[[], None]:
     x = torch.randn(BATCH, STEPS, INPUTS)
     dt = torch.rand(BATCH, STEPS) * 0.1 + 0.05
 
@@ -63,20 +52,36 @@ def train_step_time(model: nn.Module, repeats: int) -> float:
         y, _ = model(x, dt=dt)
         y.square().mean().backward()
 
-    return median_time(step, repeats)
+    return step
 
 
-def single_step_latency(model: nn.Module, repeats: int) -> float:
+def inference_step(model: nn.Module) -> Callable[[], None]:
     x = torch.randn(1, 1, INPUTS)
     dt = torch.full((1, 1), 0.05)
     with torch.no_grad():
         _, h = model(x, dt=dt)
 
-        def step() -> None:
-            nonlocal h
+    def step() -> None:
+        nonlocal h
+        with torch.no_grad():
             _, h = model(x, dt=dt, h=h)
 
-        return median_time(step, repeats * 20, warmup=20)
+    return step
+
+
+def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int, inner: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, measured round-robin so that load changes hit all alike."""
+    for fn in fns.values():  # warm-up
+        fn()
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples[name].append((time.perf_counter() - start) / inner)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 class Ours(nn.Module):
@@ -117,18 +122,14 @@ def main() -> None:
         ("CfC AutoNCP(64,8)", Ours(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps CfC-64"),
         ("LTC AutoNCP(64,8)", Ours(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps LTC-64"),
     ]
-    results: dict[str, tuple[float, float]] = {}
-    for name, model, _ in rows:
-        train = train_step_time(model, repeats)
-        latency = single_step_latency(model, repeats)
-        results[name] = (train, latency)
-        print(f"  measured {name}: {train * 1e3:.1f} ms, {latency * 1e6:.0f} us", flush=True)
-
+    train = interleaved_medians({name: train_step(model) for name, model, _ in rows}, repeats)
+    latency = interleaved_medians({name: inference_step(model) for name, model, _ in rows}, repeats * 10, 20)
+    results = {name: (train[name], latency[name]) for name, _, _ in rows}
     lstm_train = results["nn.LSTM-64"][0]
     print()
     print(
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-        f"median of {repeats} (fwd+bwd) / {repeats * 20} (latency) runs"
+        f"median of {repeats} (fwd+bwd) / {repeats * 10} x 20 (latency) runs, interleaved"
     )
     print(f"fwd+bwd: B={BATCH}, T={STEPS}, in={INPUTS}; latency: B=1, one step")
     print()

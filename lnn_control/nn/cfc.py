@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .weight_cache import cached_when_inference
 from .wiring import Wiring
 
 __all__ = ["ACTIVATIONS", "CfCCell"]
@@ -303,7 +304,7 @@ class CfCCell(nn.Module):
         dts = dt.unsqueeze(-1).unbind(1)  # T x (B, 1)
         keeps = [None] * x.shape[1] if keep is None else keep.unsqueeze(-1).unbind(1)
         blocks = list(self.blocks)
-        weights = [block.fused_weights() for block in blocks]
+        weights = cached_when_inference(self, lambda: [block.fused_weights() for block in blocks])
         # The first block's input part for all steps at once, then per step: T x (B, out).
         pre_x0 = torch.nn.functional.linear(x, weights[0][0], weights[0][1]).unbind(1)
         outputs = []

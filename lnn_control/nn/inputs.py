@@ -37,6 +37,11 @@ def normalize_x(x: Tensor, input_size: int, batch_first: bool) -> tuple[Tensor, 
 
 def check_dt_values(dt: Tensor) -> None:
     """Raise if any dt (B, T) is negative or not finite, naming the first bad entry."""
+    if dt.numel() == 0:
+        return
+    low, high = torch.aminmax(dt)  # one pass; a NaN anywhere makes both NaN and fails the test below
+    if low.item() >= 0.0 and high.item() < float("inf"):
+        return
     bad = ~torch.isfinite(dt) | (dt < 0)
     if bool(bad.any()):
         b, t = (int(i) for i in bad.nonzero()[0])
@@ -61,7 +66,8 @@ def normalize_dt(
         if not (value >= 0.0 and value != float("inf")):
             raise ValueError(f"dt must be >= 0 and finite, got {value}")
         return like.new_full((batch, steps), value)
-    dt = dt.to(dtype=like.dtype, device=like.device)
+    if dt.dtype != like.dtype or dt.device != like.device:
+        dt = dt.to(dtype=like.dtype, device=like.device)
     if dt.dim() >= 1 and dt.shape[-1] == 1 and dt.dim() == (3 if batched else 2):
         dt = dt.squeeze(-1)
     if not batched:
@@ -122,5 +128,6 @@ def normalize_h0(
     expected = (num_layers, batch, state_size) if batched else (num_layers, state_size)
     if tuple(h0.shape) != expected:
         raise ValueError(f"h0 must be (num_layers, B, H) = {expected}, got shape {tuple(h0.shape)}")
-    h0 = h0.to(dtype=like.dtype, device=like.device)
+    if h0.dtype != like.dtype or h0.device != like.device:
+        h0 = h0.to(dtype=like.dtype, device=like.device)
     return h0 if batched else h0.unsqueeze(1)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
+from .weight_cache import cached_when_inference
 from .wiring import FullyConnected, Wiring
 
 __all__ = ["LTC_SOLVERS", "LTCCell"]
@@ -183,34 +184,24 @@ class LTCCell(nn.Module):
     def forward_sequence(
         self, x: Tensor, v: Tensor, dt: Tensor, keep: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        """x (B, T, in), v (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), v_T)."""
-        num_s, den_s = self._sensory_terms(x)  # (B, T, H) each, for all steps at once
-        cm = self.positive("cm")
-        gleak = self.positive("gleak")
-        leak_current = gleak * self.vleak  # (H,)
-        w = self.positive("w") * self.mask
-        if self.sparse:
-            pre, post = self.pre_index, self.post_index
-            sigma = self.sigma[pre, post]
-            syn = (sigma, sigma * self.mu[pre, post])
-            # (S, 2H) scatter matrix: row s holds w*erev at column post[s] and w at column H + post[s], so
-            # that act (B, S) @ weights sums each neuron's incoming synapses with one matmul.
-            rows = torch.arange(pre.numel(), device=pre.device)
-            weights = w.new_zeros(pre.numel(), 2 * self.state_size)
-            weights = weights.index_put((rows, post), w[pre, post] * self.erev[pre, post])
-            weights = weights.index_put((rows, post + self.state_size), w[pre, post])
-        else:
-            syn = (self.sigma, self.sigma * self.mu)
-            weights = torch.stack([w * self.erev, w])  # (2, H, H)
+        """x (B, T, in), v (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), v_T).
+
+        The loop runs neuron-major, state (H, B): gathering a synapse's presynaptic potentials and summing
+        its postsynaptic currents then move whole rows of B values.
+        """
+        weights = cached_when_inference(self, self._loop_weights)
+        num_s, den_s = self._sensory_terms(x, weights["sensory_w"])  # (B, T, H) each, all steps at once
+        cm = weights["cm"]
+        # Per-step terms by unbind (backward stacks once; indexing [:, t] would zero-fill per step).
+        drives = (weights["leak_current"] + num_s).permute(1, 2, 0).unbind(0)  # T x (H, B)
+        conductances = (weights["conductance"] + den_s).permute(1, 2, 0).unbind(0)  # T x (H, B)
+        keeps = [None] * x.shape[1] if keep is None else keep.t().unsqueeze(1).unbind(0)  # T x (1, B)
         substeps, h_sub = self._substeps(dt)
-        # Per-step views by unbind (backward stacks once; indexing [:, t] would zero-fill per step).
-        drives = (leak_current + num_s).unbind(1)  # T x (B, H): numerator terms independent of v
-        conductances = (gleak + den_s).unbind(1)  # T x (B, H)
-        keeps = [None] * x.shape[1] if keep is None else keep.unsqueeze(-1).unbind(1)
-        if h_sub.dim() == 2:  # one substep length per sample and step
-            substep_lengths = [[h_t] * substeps for h_t in h_sub.unsqueeze(-1).unbind(1)]
+        if h_sub.dim() == 2:  # one substep length per sample and step: T x (1, B)
+            substep_lengths = [[h_t] * substeps for h_t in h_sub.t().unsqueeze(1).unbind(0)]
         else:  # max_step: (B, T, K), zero past each sample's own substep count
-            substep_lengths = [h_t.unsqueeze(-1).unbind(1) for h_t in h_sub.unbind(1)]
+            substep_lengths = [h_t.t().unsqueeze(1).unbind(0) for h_t in h_sub.unbind(1)]
+        v = v.t()
         outputs = []
         for drive, conductance, keep_t, lengths in zip(
             drives, conductances, keeps, substep_lengths, strict=True
@@ -218,11 +209,36 @@ class LTCCell(nn.Module):
             if keep_t is not None:
                 v = v * keep_t
             for h in lengths:
-                v = self._solver_step(v, h, cm, drive, conductance, syn, weights)
+                v = self._solver_step(v, h, cm, drive, conductance, weights)
             outputs.append(v)
-        states = torch.stack(outputs, dim=1)  # (B, T, H)
-        y = states[..., : self.output_size] * self.output_w + self.output_b
-        return y, v
+        states = torch.stack(outputs).permute(2, 0, 1)  # (B, T, H)
+        y = torch.addcmul(self.output_b, states[..., : self.output_size], self.output_w)
+        return y, v.t()
+
+    def _loop_weights(self) -> dict[str, Any]:
+        """Weights derived from the parameters once per sequence (positive, masked, rearranged)."""
+        gleak = self.positive("gleak")
+        w = self.positive("w") * self.mask
+        derived: dict[str, Any] = {
+            "cm": self.positive("cm").unsqueeze(-1),  # (H, 1)
+            "leak_current": gleak * self.vleak,  # (H,)
+            "conductance": gleak + self.epsilon,  # (H,): the reference adds epsilon to the denominator
+            "sensory_w": self.positive("sensory_w") * self.sensory_mask,  # (in, H)
+        }
+        if self.sparse:
+            pre, post = self.pre_index, self.post_index
+            sigma = self.sigma[pre, post]
+            derived["sigma"] = sigma.unsqueeze(-1)  # (S, 1)
+            derived["neg_sigma_mu"] = (-sigma * self.mu[pre, post]).unsqueeze(-1)  # (S, 1)
+            derived["synapse_weights"] = torch.stack(
+                [w[pre, post] * self.erev[pre, post], w[pre, post]], dim=1
+            )
+            derived["synapse_weights"] = derived["synapse_weights"].unsqueeze(-1)  # (S, 2, 1)
+        else:
+            derived["sigma"] = self.sigma.unsqueeze(-1)  # (H_pre, H_post, 1)
+            derived["neg_sigma_mu"] = (-self.sigma * self.mu).unsqueeze(-1)
+            derived["synapse_weights"] = torch.stack([w * self.erev, w], dim=2).unsqueeze(-1)  # (H, H, 2, 1)
+        return derived
 
     def _substeps(self, dt: Tensor) -> tuple[int, Tensor]:
         """Number of solver iterations and the substep per sample: (B, T) or, with max_step, (B, T, K)."""
@@ -236,51 +252,48 @@ class LTCCell(nn.Module):
         h = (dt / counts).unsqueeze(-1) * (k < counts.unsqueeze(-1)).to(dt.dtype)  # zero past its own count
         return total, h
 
-    def _sensory_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T, in) -> sensory numerator and denominator (B, T, H)."""
-        x = x * self.input_w + self.input_b
-        weight = self.positive("sensory_w") * self.sensory_mask  # (in, H)
+    def _sensory_terms(self, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, in), weight (in, H) positive and masked -> sensory numerator and denominator (B, T, H)."""
+        x = torch.addcmul(self.input_b, x, self.input_w)
         act = (
             torch.sigmoid(self.sensory_sigma * (x.unsqueeze(-1) - self.sensory_mu)) * weight
         )  # (B, T, in, H)
         return (act * self.sensory_erev).sum(-2), act.sum(-2)
 
-    def _synaptic(self, v: Tensor, syn: tuple[Tensor, Tensor], weights: Tensor) -> tuple[Tensor, Tensor]:
-        """Recurrent synaptic numerator sum_j w s (erev) and denominator sum_j w s, each (B, H)."""
-        sigma, sigma_mu = syn
+    def _synaptic(self, v: Tensor, weights: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """v (H, B) -> recurrent numerator sum_i w s erev and denominator sum_i w s, each (H, B)."""
         if self.sparse:
-            act = torch.sigmoid(torch.addcmul(-sigma_mu, v.index_select(1, self.pre_index), sigma))  # (B, S)
-            summed = act @ weights  # (B, 2H)
-            return summed[:, : self.state_size], summed[:, self.state_size :]
-        act = torch.sigmoid(torch.addcmul(-sigma_mu, v.unsqueeze(-1), sigma))  # (B, H_pre, H_post)
-        return (act * weights[0]).sum(1), (act * weights[1]).sum(1)
+            presynaptic = v.index_select(0, self.pre_index)  # (S, B)
+            act = torch.sigmoid(torch.addcmul(weights["neg_sigma_mu"], presynaptic, weights["sigma"]))
+            currents = act.unsqueeze(1) * weights["synapse_weights"]  # (S, 2, B)
+            summed = currents.new_zeros(self.state_size, 2, v.shape[1]).index_add(
+                0, self.post_index, currents
+            )
+        else:
+            act = torch.sigmoid(torch.addcmul(weights["neg_sigma_mu"], v.unsqueeze(1), weights["sigma"]))
+            summed = (act.unsqueeze(2) * weights["synapse_weights"]).sum(0)  # (H_post, 2, B)
+        num, den = summed.unbind(1)
+        return num, den
 
     def _solver_step(
-        self,
-        v: Tensor,
-        h: Tensor,
-        cm: Tensor,
-        drive: Tensor,
-        conductance: Tensor,
-        syn: tuple[Tensor, Tensor],
-        weights: Tensor,
+        self, v: Tensor, h: Tensor, cm: Tensor, drive: Tensor, conductance: Tensor, weights: dict[str, Any]
     ) -> Tensor:
-        """One substep of length h (B, 1) from v (B, H)."""
+        """One substep of length h (1, B) from v (H, B); drive and conductance (H, B), cm (H, 1)."""
         if self.solver == "semi_implicit":
-            num, den = self._synaptic(v, syn, weights)
-            return (cm * v + h * (drive + num)) / (cm + h * (conductance + den + self.epsilon))
+            num, den = self._synaptic(v, weights)
+            return torch.addcmul(cm * v, h, drive + num) / torch.addcmul(cm, h, conductance + den)
 
         def rate(u: Tensor) -> Tensor:
-            num, den = self._synaptic(u, syn, weights)
+            num, den = self._synaptic(u, weights)
             return (drive + num - (conductance + den) * u) / cm
 
         k1 = rate(v)
         if self.solver == "euler":
-            return v + h * k1
-        k2 = rate(v + 0.5 * h * k1)
-        k3 = rate(v + 0.5 * h * k2)
-        k4 = rate(v + h * k3)
-        return v + h / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            return torch.addcmul(v, h, k1)
+        k2 = rate(torch.addcmul(v, 0.5 * h, k1))
+        k3 = rate(torch.addcmul(v, 0.5 * h, k2))
+        k4 = rate(torch.addcmul(v, h, k3))
+        return torch.addcmul(v, h / 6.0, k1 + 2.0 * (k2 + k3) + k4)
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def get_extra_state(self) -> dict[str, Any]:
