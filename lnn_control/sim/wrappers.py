@@ -99,15 +99,15 @@ class ReportDt(gym.Wrapper, gym.utils.RecordConstructorArgs):
 class ControlTimingWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Irregular control period for a Gymnasium MuJoCo env.
 
-    Before each step the wrapper draws ``(base, drops)`` from ``timing`` and steps the MuJoCo env with
-    ``frame_skip = base`` (MujocoEnv uses ``self.frame_skip`` both in ``do_simulation`` and in ``dt``, so the
-    task's velocity terms stay rates). Each dropped observation holds the action for another nominal period:
-    the env is stepped again with ``frame_skip = timing.frame_skip`` and the rewards are summed; a termination
-    stops the repetition. Between steps ``frame_skip`` is the nominal one, so ``env.unwrapped.dt`` is the
-    nominal dt.
+    Before each step the wrapper draws ``(base, drops)`` from ``timing`` and steps the MuJoCo env once with
+    ``frame_skip = base + drops * timing.frame_skip`` (MujocoEnv uses ``self.frame_skip`` both in
+    ``do_simulation`` and in ``dt``, so the task's velocity terms stay rates). A dropped observation is a
+    control period that lasts longer: the action is held, and the policy's next observation arrives after the
+    summed dt, with one reward for the whole interval, exactly as the batched VecEnv does it. Between steps
+    ``frame_skip`` is the nominal one, so ``env.unwrapped.dt`` is the nominal dt.
 
-    The returned info is the last inner step's, plus ``dt`` (seconds actually simulated),
-    ``substeps`` (MuJoCo steps actually simulated) and ``dropped`` (drops actually simulated).
+    The returned info is the inner step's, plus ``dt`` (seconds simulated), ``substeps`` (MuJoCo steps
+    simulated) and ``dropped`` (observations dropped in this step).
 
     Args:
         env: a Gymnasium MuJoCo env (``env.unwrapped`` a ``MujocoEnv``); wrap it directly, below observation
@@ -140,16 +140,11 @@ class ControlTimingWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         base, drops = self.timing.sample_periods(self._rng, 1)
         nominal = self.timing.frame_skip
+        dropped = int(drops[0])
+        substeps = int(base[0]) + dropped * nominal
         try:
-            self._mj.frame_skip = int(base[0])
+            self._mj.frame_skip = substeps
             obs, reward, terminated, truncated, info = self.env.step(action)
-            substeps, dropped = int(base[0]), 0
-            self._mj.frame_skip = nominal
-            while dropped < int(drops[0]) and not (terminated or truncated):
-                obs, extra, terminated, truncated, info = self.env.step(action)
-                reward = float(reward) + float(extra)
-                substeps += nominal
-                dropped += 1
         finally:
             self._mj.frame_skip = nominal
         info["dt"] = substeps * self._timestep
