@@ -467,3 +467,13 @@ def test_render_rgb_array_offscreen() -> None:
     assert out.returncode == 0, out.stderr
     expected = "IMAGE-OK" if ctypes.util.find_library("EGL") else "ERROR-OK"
     assert expected in out.stdout, out.stdout + out.stderr
+
+
+def test_catalogue_entries_without_observation_wrappers_build_directly():
+    env = BatchedMujocoVecEnv("Hopper-Jitter-v0", 3, seed=0)
+    assert env.task_name == "Hopper"
+    env.reset()
+    _, _, _, infos = env.step(np.zeros((3, env.action_space.shape[0]), dtype=np.float32))
+    assert len({info["dt"] for info in infos}) > 1 or infos[0]["dt"] != env.dt  # jittered periods
+    with pytest.raises(ValueError, match="make_vec_env"):
+        BatchedMujocoVecEnv("Hopper-NoVel-v0", 2)
