@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .inputs import join_steps, split_steps
 from .weight_cache import cached_when_inference
 from .wiring import Wiring
 
@@ -299,14 +300,13 @@ class CfCCell(nn.Module):
         self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """x (B, T, in), h (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), h_T)."""
-        # Per-step views by unbind: its backward stacks the step gradients once, where indexing [:, t]
-        # would zero-fill a full (B, T, ...) gradient for every step.
-        dts = dt.unsqueeze(-1).unbind(1)  # T x (B, 1)
-        keeps = [None] * x.shape[1] if keep is None else keep.unsqueeze(-1).unbind(1)
+        # Per-step views (see split_steps: never index [:, t] in a differentiable loop).
+        dts = split_steps(dt.unsqueeze(-1), 1)  # T x (B, 1)
+        keeps = [None] * x.shape[1] if keep is None else split_steps(keep.unsqueeze(-1), 1)
         blocks = list(self.blocks)
         weights = cached_when_inference(self, lambda: [block.fused_weights() for block in blocks])
         # The first block's input part for all steps at once, then per step: T x (B, out).
-        pre_x0 = torch.nn.functional.linear(x, weights[0][0], weights[0][1]).unbind(1)
+        pre_x0 = split_steps(torch.nn.functional.linear(x, weights[0][0], weights[0][1]), 1)
         outputs = []
         if len(blocks) == 1:
             block, w = blocks[0], weights[0]
@@ -325,7 +325,7 @@ class CfCCell(nn.Module):
                     pre = pre_t if i == 0 else torch.addmm(w[1], parts[i - 1], w[0].t())
                     parts[i] = block.step(pre, parts[i], dt_t, w)
                 outputs.append(torch.cat(parts, dim=-1))
-        states = torch.stack(outputs, dim=1)
+        states = join_steps(outputs, 1)
         y = states if self.wiring is None else states.index_select(-1, self.motor_index)
         return y, states[:, -1]
 

@@ -7,8 +7,9 @@ x (B, T, in) and dt (B, T) in seconds; it returns y (B, T, out) or a tuple whose
 ``CfC``, ``LTC`` and ``torch.nn.LSTM`` do). Any ``nn.Module`` with that call works, liquid or not.
 
 Data: a ``torch.utils.data.Dataset`` whose items are ``(x, y)`` or ``(x, y, dt)`` with x (T, in), y (T, out)
-and dt (T,) or (T, 1); or a tuple of tensors ``(X, Y)`` / ``(X, Y, DT)`` with a leading batch dimension:
-X (N, T, in), Y (N, T, out), DT (N, T) or (N, T, 1).
+and dt (T,) or (T, 1); or a tuple of tensors (or numpy arrays) ``(X, Y)`` / ``(X, Y, DT)`` with a leading
+batch dimension: X (N, T, in), Y (N, T, out), DT (N, T) or (N, T, 1). Floating point data are cast to the
+model's dtype batch by batch, and moved to its device.
 
 Training: Adam (AdamW when ``weight_decay > 0``) with gradient-norm clipping; per-epoch mean training and
 validation loss; early stopping on the validation loss; the best weights restored at the end and optionally
@@ -152,18 +153,17 @@ def fit(
     if val_fraction > 0:
         train_set, val_set = _split(train_set, val_fraction, seed)
 
+    if device is not None:
+        model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(
             f"{type(model).__name__} has no trainable parameters (all have requires_grad=False); a reservoir "
             "model (freeze_recurrent=True) needs a trainable readout, e.g. proj_size=..."
         )
-    if device is not None:
-        model.to(device)
     run_device = torch.device(device) if device is not None else params[0].device
-    place = _Placement(
-        run_device, params[0].dtype if params[0].is_floating_point() else torch.get_default_dtype()
-    )
+    float_dtype = params[0].dtype if params[0].is_floating_point() else torch.get_default_dtype()
+    place = _Placement(run_device, float_dtype)
 
     result = FitResult(
         monitor="val_loss" if val_set is not None else "train_loss",

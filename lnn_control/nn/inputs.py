@@ -131,3 +131,22 @@ def normalize_h0(
     if h0.dtype != like.dtype or h0.device != like.device:
         h0 = h0.to(dtype=like.dtype, device=like.device)
     return h0 if batched else h0.unsqueeze(1)
+
+
+def split_steps(tensor: Tensor, dim: int) -> list[Tensor]:
+    """The per-step slices along the time dimension ``dim``.
+
+    ``unbind`` rather than indexing ``[:, t]``: its backward stacks the step gradients once, where indexing
+    would zero-fill a full-sequence gradient for every step. One step is a plain squeeze (fewer graph nodes
+    for a traced or exported one-step controller).
+    """
+    if tensor.shape[dim] == 1:
+        return [tensor.squeeze(dim)]
+    return list(tensor.unbind(dim))
+
+
+def join_steps(steps: list[Tensor], dim: int) -> Tensor:
+    """Inverse of :func:`split_steps`."""
+    if len(steps) == 1:
+        return steps[0].unsqueeze(dim)
+    return torch.stack(steps, dim=dim)

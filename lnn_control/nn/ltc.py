@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
+from .inputs import join_steps, split_steps
 from .weight_cache import cached_when_inference
 from .wiring import FullyConnected, Wiring
 
@@ -192,15 +193,15 @@ class LTCCell(nn.Module):
         weights = cached_when_inference(self, self._loop_weights)
         num_s, den_s = self._sensory_terms(x, weights["sensory_w"])  # (B, T, H) each, all steps at once
         cm = weights["cm"]
-        # Per-step terms by unbind (backward stacks once; indexing [:, t] would zero-fill per step).
-        drives = (weights["leak_current"] + num_s).permute(1, 2, 0).unbind(0)  # T x (H, B)
-        conductances = (weights["conductance"] + den_s).permute(1, 2, 0).unbind(0)  # T x (H, B)
-        keeps = [None] * x.shape[1] if keep is None else keep.t().unsqueeze(1).unbind(0)  # T x (1, B)
+        # Per-step terms (see split_steps: never index [:, t] in a differentiable loop).
+        drives = split_steps((weights["leak_current"] + num_s).permute(1, 2, 0), 0)  # T x (H, B)
+        conductances = split_steps((weights["conductance"] + den_s).permute(1, 2, 0), 0)  # T x (H, B)
+        keeps = [None] * x.shape[1] if keep is None else split_steps(keep.t().unsqueeze(1), 0)  # T x (1, B)
         substeps, h_sub = self._substeps(dt)
         if h_sub.dim() == 2:  # one substep length per sample and step: T x (1, B)
-            substep_lengths = [[h_t] * substeps for h_t in h_sub.t().unsqueeze(1).unbind(0)]
+            substep_lengths = [[h_t] * substeps for h_t in split_steps(h_sub.t().unsqueeze(1), 0)]
         else:  # max_step: (B, T, K), zero past each sample's own substep count
-            substep_lengths = [h_t.t().unsqueeze(1).unbind(0) for h_t in h_sub.unbind(1)]
+            substep_lengths = [split_steps(h_t.t().unsqueeze(1), 0) for h_t in split_steps(h_sub, 1)]
         v = v.t()
         outputs = []
         for drive, conductance, keep_t, lengths in zip(
@@ -211,7 +212,7 @@ class LTCCell(nn.Module):
             for h in lengths:
                 v = self._solver_step(v, h, cm, drive, conductance, weights)
             outputs.append(v)
-        states = torch.stack(outputs).permute(2, 0, 1)  # (B, T, H)
+        states = join_steps(outputs, 0).permute(2, 0, 1)  # (B, T, H)
         y = torch.addcmul(self.output_b, states[..., : self.output_size], self.output_w)
         return y, v.t()
 
