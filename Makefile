@@ -22,7 +22,7 @@ endif
 
 ## The main job: train a liquid policy on the default task (see README).
 train: $(STAMP)
-	$(PY) scripts/train_default.py
+	$(PY) scripts/fit_dynamics.py
 
 ## The whole suite, slow tests included (what CI runs).
 test: $(STAMP)

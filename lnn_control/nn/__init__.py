@@ -4,6 +4,7 @@ Only torch (and numpy) is imported below this package: no Gymnasium, no Stable-B
 """
 
 from .cfc import CfCCell
+from .fit import FitResult, NonFiniteLossError, fit
 from .ltc import LTCCell
 from .ncps_compat import from_ncps
 from .rnn import LTC, CfC, LiquidRNN
@@ -15,10 +16,13 @@ __all__ = [
     "AutoNCP",
     "CfC",
     "CfCCell",
+    "FitResult",
     "FullyConnected",
     "LTCCell",
     "LiquidRNN",
+    "NonFiniteLossError",
     "Random",
     "Wiring",
+    "fit",
     "from_ncps",
 ]
