@@ -19,12 +19,14 @@ the wiring's synapses exist. The state is the concatenation of the layers' state
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .cfc_fused import fused_cfc_sequence
 from .inputs import join_steps, split_steps
 from .weight_cache import cached_when_inference
 from .wiring import Wiring
@@ -49,6 +51,17 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU,
 }
+
+
+class _LoopPlan(NamedTuple):
+    """A CfC block's weights laid out for its time loop (see ``_CfCBlock.loop_plan``)."""
+
+    w_h_t: Tensor  # (hidden, out): recurrent part of the first layer, transposed
+    hidden_layers: list[tuple[Tensor, Tensor]]  # further backbone layers: (weight.T, bias)
+    heads_t: Tensor | None  # (backbone_units, n_heads * hidden), None without a backbone
+    heads_b: Tensor | None
+    activation: Callable[[Tensor], Tensor] | None  # None without a backbone
+    dropout: float
 
 
 class _CfCBlock(nn.Module):
@@ -131,19 +144,36 @@ class _CfCBlock(nn.Module):
             fused += [layer.weight * (inner * outer), layer.bias * inner]
         return [*fused, self.heads.weight * outer, self.heads.bias]
 
-    def inner_activation(self, z: Tensor) -> Tensor:
-        return torch.tanh(z) if isinstance(self.activation, LeCunTanh) else self.activation(z)
+    def loop_plan(self, weights: list[Tensor]) -> _LoopPlan:
+        """Everything the time loop needs, resolved once per sequence (transposed weight views, the
+        activation as a plain function, the dropout rate), so that a step is only tensor operations."""
+        if isinstance(self.activation, LeCunTanh):
+            activation: Callable[[Tensor], Tensor] = torch.tanh  # constants folded by fused_weights()
+        else:
+            activation = self.activation.forward
+        hidden_layers = [(weights[2 * k + 1].t(), weights[2 * k + 2]) for k in range(1, len(self.backbone))]
+        has_backbone = len(self.backbone) > 0
+        return _LoopPlan(
+            w_h_t=weights[2].t(),
+            hidden_layers=hidden_layers,
+            heads_t=weights[-2].t() if has_backbone else None,
+            heads_b=weights[-1] if has_backbone else None,
+            activation=activation if has_backbone else None,
+            dropout=self.dropout.p if isinstance(self.dropout, nn.Dropout) and self.training else 0.0,
+        )
 
-    def step(self, pre_x: Tensor, h: Tensor, dt: Tensor, weights: list[Tensor]) -> Tensor:
+    def step(self, pre_x: Tensor, h: Tensor, dt: Tensor, plan: _LoopPlan) -> Tensor:
         """One update: pre_x (B, out) = x @ w_x.T + b, h (B, hidden), dt (B, 1) -> h' (B, hidden)."""
-        z = torch.addmm(pre_x, h, weights[2].t())
-        if len(self.backbone):
-            z = self.dropout(self.inner_activation(z))
-            for k in range(1, len(self.backbone)):
-                z = self.dropout(
-                    self.inner_activation(torch.addmm(weights[2 * k + 2], z, weights[2 * k + 1].t()))
-                )
-            z = torch.addmm(weights[-1], z, weights[-2].t())
+        z = torch.addmm(pre_x, h, plan.w_h_t)
+        if plan.activation is not None:
+            z = plan.activation(z)
+            if plan.dropout:
+                z = nn.functional.dropout(z, plan.dropout, True)
+            for w_t, b in plan.hidden_layers:
+                z = plan.activation(torch.addmm(b, z, w_t))
+                if plan.dropout:
+                    z = nn.functional.dropout(z, plan.dropout, True)
+            z = torch.addmm(plan.heads_b, z, plan.heads_t)
         return self.gate(z, dt)
 
     def gate(self, heads: Tensor, dt: Tensor) -> Tensor:
@@ -213,6 +243,9 @@ class CfCCell(nn.Module):
         self.input_size = int(input_size)
         self.mode = mode
         self.freeze_recurrent = bool(freeze_recurrent)
+        # Train with the hand-written BPTT of cfc_fused where the configuration allows (set False to force
+        # the autograd loop, e.g. to compare the two).
+        self.use_fused_loop = True
         self.config: dict[str, Any] = {
             "mode": mode,
             "backbone_units": backbone_units,
@@ -305,29 +338,58 @@ class CfCCell(nn.Module):
         keeps = [None] * x.shape[1] if keep is None else split_steps(keep.unsqueeze(-1), 1)
         blocks = list(self.blocks)
         weights = cached_when_inference(self, lambda: [block.fused_weights() for block in blocks])
+        plans = [block.loop_plan(w) for block, w in zip(blocks, weights, strict=True)]
+        if self._fusable(plans[0], dt, keep):
+            pre = torch.nn.functional.linear(x, weights[0][0], weights[0][1]).transpose(0, 1)  # (T, B, U)
+            states = fused_cfc_sequence(
+                pre,
+                h,
+                dt.t().unsqueeze(-1),
+                None if keep is None else keep.t().unsqueeze(-1),
+                weights[0][2],
+                weights[0][-2],
+                weights[0][-1],
+                self.mode == "no_gate",
+            ).transpose(0, 1)
+            return states, states[:, -1]
         # The first block's input part for all steps at once, then per step: T x (B, out).
         pre_x0 = split_steps(torch.nn.functional.linear(x, weights[0][0], weights[0][1]), 1)
         outputs = []
         if len(blocks) == 1:
-            block, w = blocks[0], weights[0]
+            step, plan = blocks[0].step, plans[0]
             for pre, dt_t, keep_t in zip(pre_x0, dts, keeps, strict=True):
                 if keep_t is not None:
                     h = h * keep_t
-                h = block.step(pre, h, dt_t, w)
+                h = step(pre, h, dt_t, plan)
                 outputs.append(h)
         else:
             parts = list(h.split(self.layer_sizes, dim=-1))
+            inputs_t = [(w[0].t(), w[1]) for w in weights]  # layer l > 0 reads layer l - 1's new state
             for pre_t, dt_t, keep_t in zip(pre_x0, dts, keeps, strict=True):
                 if keep_t is not None:
                     parts = [p * keep_t for p in parts]
                 for i, block in enumerate(blocks):
-                    w = weights[i]
-                    pre = pre_t if i == 0 else torch.addmm(w[1], parts[i - 1], w[0].t())
-                    parts[i] = block.step(pre, parts[i], dt_t, w)
+                    pre = pre_t if i == 0 else torch.addmm(inputs_t[i][1], parts[i - 1], inputs_t[i][0])
+                    parts[i] = block.step(pre, parts[i], dt_t, plans[i])
                 outputs.append(torch.cat(parts, dim=-1))
         states = join_steps(outputs, 1)
         y = states if self.wiring is None else states.index_select(-1, self.motor_index)
         return y, states[:, -1]
+
+    def _fusable(self, plan: _LoopPlan, dt: Tensor, keep: Tensor | None) -> bool:
+        """Whether the training loop can use the fused backward (see ``cfc_fused``); same forward result."""
+        block = self.blocks[0]
+        return (
+            self.use_fused_loop
+            and torch.is_grad_enabled()
+            and self.wiring is None
+            and self.mode != "pure"
+            and len(block.backbone) == 1
+            and isinstance(block.activation, (LeCunTanh, nn.Tanh))
+            and plan.dropout == 0.0
+            and not dt.requires_grad
+            and (keep is None or not keep.requires_grad)
+        )
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def get_extra_state(self) -> dict[str, Any]:
