@@ -1,0 +1,40 @@
+"""Stable-Baselines3 side: liquid recurrent actor-critic policies, the sequence rollout buffer, LiquidPPO,
+and the agent catalogue loader (``agents/*.yaml``)."""
+
+from lnn_control.sb3.agents import available_agents, build_agent, load_agent_config
+from lnn_control.sb3.buffers import (
+    SequenceDictRolloutBuffer,
+    SequenceRolloutBuffer,
+    SequenceRolloutBufferSamples,
+)
+from lnn_control.sb3.evaluation import evaluate_agent
+from lnn_control.sb3.liquid_ppo import LiquidPPO
+from lnn_control.sb3.policies import (
+    LiquidActorCriticPolicy,
+    LiquidPolicy,
+    MultiInputLiquidActorCriticPolicy,
+    MultiInputLiquidPolicy,
+)
+from lnn_control.sb3.recurrence import CELLS, TorchRNN, make_recurrence, make_wiring
+from lnn_control.sb3.timing import DtTracker, query_nominal_dts
+
+__all__ = [
+    "CELLS",
+    "DtTracker",
+    "LiquidActorCriticPolicy",
+    "LiquidPPO",
+    "LiquidPolicy",
+    "MultiInputLiquidActorCriticPolicy",
+    "MultiInputLiquidPolicy",
+    "SequenceDictRolloutBuffer",
+    "SequenceRolloutBuffer",
+    "SequenceRolloutBufferSamples",
+    "TorchRNN",
+    "available_agents",
+    "build_agent",
+    "evaluate_agent",
+    "load_agent_config",
+    "make_recurrence",
+    "make_wiring",
+    "query_nominal_dts",
+]

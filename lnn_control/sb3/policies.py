@@ -1,0 +1,379 @@
+"""Liquid recurrent actor-critic policies for :class:`~lnn_control.sb3.LiquidPPO`.
+
+Data flow (per step, batched over environments, or over sequence chunks in training)::
+
+    obs -> features extractor -> recurrent core (CfC | LTC | LSTM | GRU, integrates dt) -> latent
+        -> pi MLP -> action distribution          (actor)
+        -> vf MLP -> value                        (critic: same core, or its own core when not shared)
+
+State convention: one tensor ``state`` of shape (num_layers, B, state_size). With a separate critic core,
+``state`` is the concatenation ``[actor_state, critic_state]`` along the last axis. The state passed in is
+the state *before* the step; ``episode_starts`` (B, T) zeroes it in-sequence before the flagged steps, and
+``dt`` (B, T) is the time in seconds since the previous observation, per sample and per step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    MlpExtractor,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring
+
+
+def _kwarg_names() -> list[str]:
+    """The policy_kwargs LiquidActorCriticPolicy accepts (for error messages)."""
+    fixed = {"self", "observation_space", "action_space", "lr_schedule", "unknown"}
+    return sorted(set(inspect.signature(LiquidActorCriticPolicy.__init__).parameters) - fixed)
+
+
+class LiquidActorCriticPolicy(ActorCriticPolicy):
+    """Actor-critic policy with a liquid (or LSTM/GRU) recurrent core between features and heads.
+
+    All :class:`~stable_baselines3.common.policies.ActorCriticPolicy` arguments apply (``net_arch`` sizes the
+    pi/vf MLP heads *after* the recurrence; default ``dict(pi=[64], vf=[64])``). Added arguments:
+
+    Args:
+        cell: ``"cfc"`` (default), ``"ltc"``, ``"lstm"`` or ``"gru"``.
+        units: neurons per recurrent layer (default 64). With a wiring, the wiring's neuron count.
+        wiring: None (dense), ``"ncp"``/``"autoncp"``/``"random"``/``"fully_connected"`` with
+            ``wiring_kwargs``, or a :mod:`lnn_control.nn.wiring` object. Liquid cells only.
+        wiring_kwargs: arguments of a named wiring (see :func:`~lnn_control.sb3.recurrence.make_wiring`).
+        cell_kwargs: further options of the cell (CfC: mode, backbone_units, ...; LTC: solver, unfolds,
+            max_step, ...; all: num_layers).
+        shared_recurrence: True (default): one core feeds actor and critic, trained by both losses.
+            False: the critic has its own core of the same architecture (separately initialised).
+        freeze_recurrent: reservoir mode: recurrent and input weights keep their random init; only the
+            heads (and a liquid cell's readout) train.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
+        use_sde: bool = False,
+        log_std_init: float = 0.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        squash_output: bool = False,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = True,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        cell: str = "cfc",
+        units: int = 64,
+        wiring: Any = None,
+        wiring_kwargs: dict[str, Any] | None = None,
+        cell_kwargs: dict[str, Any] | None = None,
+        shared_recurrence: bool = True,
+        freeze_recurrent: bool = False,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ValueError(
+                f"Unknown policy_kwargs key(s) {sorted(unknown)}; expected some of {_kwarg_names()}"
+            )
+        if not isinstance(cell, str) or cell.lower() not in CELLS:
+            raise ValueError(f"Unknown cell {cell!r}; expected one of {CELLS}")
+        if shared_recurrence and not share_features_extractor:
+            raise ValueError(
+                "shared_recurrence=True needs share_features_extractor=True (one core, one input)"
+            )
+        self.cell = cell.lower()
+        self.units = check_units(units)
+        self.wiring_spec = wiring
+        self.wiring_kwargs = dict(wiring_kwargs or {})
+        self.cell_kwargs = dict(cell_kwargs or {})
+        self.shared_recurrence = bool(shared_recurrence)
+        self.freeze_recurrent = bool(freeze_recurrent)
+        # Resolve the wiring now: bad sizes fail before any network is built.
+        self._wiring = make_wiring(wiring, self.units, self.wiring_kwargs)
+        if net_arch is None:
+            net_arch = dict(pi=[64], vf=[64])
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            ortho_init,
+            use_sde,
+            log_std_init,
+            full_std,
+            use_expln,
+            squash_output,
+            features_extractor_class,
+            features_extractor_kwargs,
+            share_features_extractor,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+        )
+        # Nominal control period (s) used by ``predict`` when no dt is given; LiquidPPO sets it from the env.
+        self.register_buffer("default_dt", th.tensor(1.0))
+
+    # ------------------------------------------------------------------------------------------- building
+    def _make_core(self) -> nn.Module:
+        wiring = None if self._wiring is None else self._wiring.copy()
+        return make_recurrence(
+            self.cell,
+            self.features_dim,
+            self.units,
+            wiring=wiring,
+            cell_kwargs=self.cell_kwargs,
+            freeze_recurrent=self.freeze_recurrent,
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        """Build the recurrent core(s), then SB3's heads, distribution and optimizer."""
+        self.recurrent_actor = self._make_core()
+        self.recurrent_critic = None if self.shared_recurrence else self._make_core()
+        self.actor_state_size = int(self.recurrent_actor.state_size)
+        critic_size = 0 if self.recurrent_critic is None else int(self.recurrent_critic.state_size)
+        self.state_shape = (int(self.recurrent_actor.num_layers), self.actor_state_size + critic_size)
+        super()._build(lr_schedule)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = MlpExtractor(
+            int(self.recurrent_actor.output_size),
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            device=self.device,
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            cell=self.cell,
+            units=self.units,
+            wiring=self.wiring_spec,
+            wiring_kwargs=self.wiring_kwargs,
+            cell_kwargs=self.cell_kwargs,
+            shared_recurrence=self.shared_recurrence,
+            freeze_recurrent=self.freeze_recurrent,
+            share_features_extractor=self.share_features_extractor,
+        )
+        return data
+
+    def initial_state(self, n_envs: int) -> th.Tensor:
+        """Zero state (num_layers, n_envs, state_size) on the policy's device."""
+        return th.zeros((self.state_shape[0], n_envs, self.state_shape[1]), device=self.device)
+
+    # ------------------------------------------------------------------------------------------ sequences
+    @staticmethod
+    def _sequence(
+        core: nn.Module, features: th.Tensor, state: th.Tensor, episode_starts: th.Tensor, dt: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """Run ``core`` over a batch of sequences given flat.
+
+        Args:
+            features: (B * T, F), sequence-major (all steps of sequence 0, then sequence 1, ...).
+            state: (num_layers, B, S), the state before the first step.
+            episode_starts: (B, T) or (B,) when T = 1; truthy zeroes the state before that step.
+            dt: (B, T) or (B,): seconds since the previous observation.
+        Returns:
+            latent (B * T, out) and the state after the last step (num_layers, B, S).
+        """
+        n_seq = state.shape[1]
+        x = features.reshape(n_seq, -1, features.shape[-1])
+        steps = x.shape[1]
+        resets = episode_starts.reshape(n_seq, steps).bool()
+        dt = dt.reshape(n_seq, steps).to(dtype=x.dtype)
+        y, h_n = core(x, h0=state, dt=dt, resets=resets)
+        return y.reshape(n_seq * steps, -1), h_n
+
+    def _split(self, state: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        return state[..., : self.actor_state_size], state[..., self.actor_state_size :]
+
+    def _latents(
+        self, obs: PyTorchObs, state: th.Tensor, episode_starts: th.Tensor, dt: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Latent codes of actor and critic (before the MLP heads) and the new full state."""
+        features = self.extract_features(obs)
+        pi_features, vf_features = (features, features) if self.share_features_extractor else features
+        pi_state, vf_state = self._split(state)
+        latent_pi, new_pi = self._sequence(self.recurrent_actor, pi_features, pi_state, episode_starts, dt)
+        if self.recurrent_critic is None:
+            return latent_pi, latent_pi, new_pi
+        latent_vf, new_vf = self._sequence(self.recurrent_critic, vf_features, vf_state, episode_starts, dt)
+        return latent_pi, latent_vf, th.cat([new_pi, new_vf], dim=-1)
+
+    # -------------------------------------------------------------------------------------------- the API
+    def forward(  # type: ignore[override]
+        self,
+        obs: PyTorchObs,
+        state: th.Tensor,
+        episode_starts: th.Tensor,
+        dt: th.Tensor,
+        deterministic: bool = False,
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """One rollout step for B environments.
+
+        Args:
+            obs: (B, *obs_shape); state: (num_layers, B, state_size); episode_starts, dt: (B,).
+        Returns:
+            actions (B, *action_shape), values (B, 1), log_prob (B,), new state (num_layers, B, state_size).
+        """
+        latent_pi, latent_vf, new_state = self._latents(obs, state, episode_starts, dt)
+        values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+        distribution = self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(latent_pi))
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob, new_state  # type: ignore[misc]
+
+    def evaluate_actions(  # type: ignore[override]
+        self,
+        obs: PyTorchObs,
+        actions: th.Tensor,
+        state: th.Tensor,
+        episode_starts: th.Tensor,
+        dt: th.Tensor,
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Values, log-probs and entropy of B whole sequences of T steps (training).
+
+        Args:
+            obs: (B * T, *obs_shape) sequence-major; actions: (B * T, action_dim); state: (num_layers, B, S)
+                before each sequence; episode_starts, dt: (B, T).
+        Returns:
+            values (B * T, 1), log_prob (B * T,), entropy (B * T,) or None.
+        """
+        latent_pi, latent_vf, _ = self._latents(obs, state, episode_starts, dt)
+        distribution = self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(latent_pi))
+        values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+        return values, distribution.log_prob(actions), distribution.entropy()
+
+    def predict_values(  # type: ignore[override]
+        self, obs: PyTorchObs, state: th.Tensor, episode_starts: th.Tensor, dt: th.Tensor
+    ) -> th.Tensor:
+        """Values (B * T, 1) from the full state (num_layers, B, state_size); else as ``evaluate_actions``."""
+        pi_state, vf_state = self._split(state)
+        if self.recurrent_critic is None:
+            features = super(ActorCriticPolicy, self).extract_features(obs, self.pi_features_extractor)
+            latent_vf, _ = self._sequence(self.recurrent_actor, features, pi_state, episode_starts, dt)
+        else:
+            features = super(ActorCriticPolicy, self).extract_features(obs, self.vf_features_extractor)
+            latent_vf, _ = self._sequence(self.recurrent_critic, features, vf_state, episode_starts, dt)
+        return self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+
+    def get_distribution(  # type: ignore[override]
+        self, obs: PyTorchObs, actor_state: th.Tensor, episode_starts: th.Tensor, dt: th.Tensor
+    ) -> tuple[Distribution, th.Tensor]:
+        """Action distribution and new actor state from the actor state (num_layers, B, actor_state_size)."""
+        features = super(ActorCriticPolicy, self).extract_features(obs, self.pi_features_extractor)
+        latent_pi, new_state = self._sequence(self.recurrent_actor, features, actor_state, episode_starts, dt)
+        return self._get_action_dist_from_latent(self.mlp_extractor.forward_actor(latent_pi)), new_state
+
+    def _predict(  # type: ignore[override]
+        self,
+        observation: PyTorchObs,
+        actor_state: th.Tensor,
+        episode_starts: th.Tensor,
+        dt: th.Tensor,
+        deterministic: bool = False,
+    ) -> tuple[th.Tensor, th.Tensor]:
+        distribution, new_state = self.get_distribution(observation, actor_state, episode_starts, dt)
+        return distribution.get_actions(deterministic=deterministic), new_state
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        dt: float | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Action for one observation (or a batch of n) with explicit actor state, like RecurrentPPO.
+
+        Args:
+            observation: one observation or a batch (n, *obs_shape) (dict of those for Dict spaces).
+            state: actor state (num_layers, n, actor_state_size) returned by the previous call; None = zeros.
+            episode_start: (n,) bools; True zeroes that sample's state first (new episode).
+            deterministic: mode of the distribution instead of a sample.
+            dt: seconds since the previous observation: a float or (n,); None uses ``default_dt``, the
+                nominal control period of the training env.
+        Returns:
+            actions (n, *action_shape) (unbatched if the observation was) and the new actor state.
+        """
+        self.set_training_mode(False)
+        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        first = next(iter(obs_tensor.values())) if isinstance(obs_tensor, dict) else obs_tensor
+        n_envs = first.shape[0]
+        expected = (self.state_shape[0], n_envs, self.actor_state_size)
+        if state is None:
+            state_tensor = th.zeros(expected, device=self.device)
+        else:
+            if tuple(np.shape(state)) != expected:
+                raise ValueError(
+                    f"state must have shape (num_layers, n_envs, actor_state_size) = {expected}, "
+                    f"got {tuple(np.shape(state))}"
+                )
+            state_tensor = th.as_tensor(np.asarray(state), dtype=th.float32, device=self.device)
+        starts = (
+            np.zeros(n_envs, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool)
+        )
+        starts_tensor = th.as_tensor(starts.reshape(n_envs), device=self.device)
+        if dt is None:
+            dt_tensor = self.default_dt.expand(n_envs)
+        else:
+            dt_array = np.broadcast_to(np.asarray(dt, dtype=np.float32), (n_envs,))
+            if not np.all(np.isfinite(dt_array)) or np.any(dt_array < 0):
+                raise ValueError(f"dt must be finite and >= 0, got {dt!r}")
+            dt_tensor = th.as_tensor(dt_array.copy(), device=self.device)
+        with th.no_grad():
+            actions, new_state = self._predict(
+                obs_tensor, state_tensor, starts_tensor, dt_tensor, deterministic
+            )
+        actions_np = actions.cpu().numpy().reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        if isinstance(self.action_space, spaces.Box):
+            if self.squash_output:
+                actions_np = self.unscale_action(actions_np)
+            else:
+                actions_np = np.clip(actions_np, self.action_space.low, self.action_space.high)
+        if not vectorized_env:
+            actions_np = actions_np.squeeze(axis=0)
+        return actions_np, new_state.cpu().numpy()
+
+
+class MultiInputLiquidActorCriticPolicy(LiquidActorCriticPolicy):
+    """:class:`LiquidActorCriticPolicy` for Dict observation spaces (SB3's CombinedExtractor by default)."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        *args: Any,
+        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            *args,
+            features_extractor_class=features_extractor_class,
+            **kwargs,
+        )
+
+
+LiquidPolicy = LiquidActorCriticPolicy
+MultiInputLiquidPolicy = MultiInputLiquidActorCriticPolicy

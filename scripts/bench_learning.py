@@ -1,0 +1,158 @@
+"""Return after a fixed training budget: PPO-MLP vs RecurrentPPO vs LiquidPPO (CfC, LTC), several seeds.
+
+Tasks (the lnn catalogue): fully observed, velocity-masked, and velocity-masked with a jittered control
+period. Agents come from agents/*.yaml. Each run trains for ``--timesteps`` env steps, records the mean
+training-episode return after every update (learning curve), then evaluates the final policy on fresh envs
+(deterministic, VecNormalize statistics frozen; liquid policies get each step's real dt from infos).
+Prints a mean +- std table over seeds and writes a learning-curve PNG.
+
+    python scripts/bench_learning.py --timesteps 20000 --seeds 0 1
+    python scripts/bench_learning.py --tasks T --agents A --save-json a.json   # one part of a parallel run
+    python scripts/bench_learning.py --merge a.json b.json --out curves.png     # report the parts together
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from lnn_control.sb3.agents import build_agent, load_agent_config
+from lnn_control.sb3.evaluation import evaluate_agent
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+TASKS = ["InvertedPendulum-v0", "InvertedPendulum-NoVel-v0", "InvertedPendulum-NoVel-Jitter-v0"]
+AGENTS = ["ppo-mlp", "ppo-lstm", "liquid-ppo-cfc", "liquid-ppo-ltc"]
+
+
+class _Curve(BaseCallback):
+    """(timesteps, mean return of the last 20 training episodes) after every rollout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        episodes = self.model.ep_info_buffer
+        if episodes:
+            recent = [e["r"] for e in list(episodes)[-20:]]
+            self.points.append((self.num_timesteps, float(np.mean(recent))))
+
+
+def make_env(task: str, n_envs: int, seed: int, threads: int = 1) -> VecEnv:
+    """The catalogue task as a batched VecEnv (lnn_control.sim) stepping on ``threads`` threads."""
+    from lnn_control.sim import make_vec_env
+
+    return make_vec_env(task, n_envs, seed=seed, nthread=threads)
+
+
+def run(task: str, agent: str, seed: int, args: argparse.Namespace) -> tuple[float, list[tuple[int, float]]]:
+    n_envs = load_agent_config(agent)["n_envs"]
+    model = build_agent(agent, make_env(task, n_envs, seed, args.threads), seed=seed, device=args.device)
+    curve = _Curve()
+    model.learn(args.timesteps, callback=curve)
+    eval_env = make_env(task, args.eval_envs, seed + 10_000, args.threads)
+    train_env = model.get_env()
+    if isinstance(train_env, VecNormalize):
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = train_env.obs_rms
+    returns, _ = evaluate_agent(model, eval_env, n_eval_episodes=args.eval_episodes)
+    return float(returns.mean()), curve.points
+
+
+def report(records: list[dict], out: Path) -> None:
+    """Print the mean +- std table over seeds and write the learning-curve PNG."""
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    agents = list(dict.fromkeys(r["agent"] for r in records))
+    budget = max(r["timesteps"] for r in records)
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        by_key.setdefault((r["task"], r["agent"]), []).append(r)
+    seeds = sorted({r["seed"] for r in records})
+    print(f"\n## Evaluation return after {budget} env steps (seeds {seeds}, mean +- std over seeds)\n")
+    print("| agent | " + " | ".join(tasks) + " |")
+    print("|---|" + "---:|" * len(tasks))
+    for agent in agents:
+        cells = []
+        for task in tasks:
+            scores = [r["score"] for r in by_key.get((task, agent), [])]
+            cells.append(
+                f"{np.mean(scores):.1f} +- {np.std(scores):.1f} (n={len(scores)})" if scores else "-"
+            )
+        print(f"| {agent} | " + " | ".join(cells) + " |")
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    grid = np.linspace(0, budget, 50)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for agent in agents:
+            runs = [np.array(r["curve"]) for r in by_key.get((task, agent), []) if r["curve"]]
+            if not runs:
+                continue
+            interpolated = np.stack([np.interp(grid, run[:, 0], run[:, 1]) for run in runs])
+            mean, std = interpolated.mean(0), interpolated.std(0)
+            ax.plot(grid, mean, label=agent)
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("training episode return (last 20)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"\nlearning curves: {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--agents", nargs="+", default=AGENTS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--timesteps", type=int, default=50_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--eval-envs", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("bench_learning.png"))
+    parser.add_argument("--save-json", type=Path, default=None, help="also write the runs' records here")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, default=None, help="only report: merge records from these JSON files"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    if args.merge:
+        records = [r for path in args.merge for r in json.loads(path.read_text())]
+        report(records, args.out)
+        return
+    records = []
+    for task in args.tasks:
+        for agent in args.agents:
+            for seed in args.seeds:
+                start = time.perf_counter()
+                score, points = run(task, agent, seed, args)
+                seconds = time.perf_counter() - start
+                records.append(
+                    dict(task=task, agent=agent, seed=seed, timesteps=args.timesteps, score=score,
+                         curve=points, seconds=seconds)
+                )  # fmt: skip
+                print(f"{task} {agent} seed={seed}: {score:.1f} ({seconds:.0f} s)", flush=True)
+                if args.save_json:
+                    args.save_json.write_text(json.dumps(records))
+    report(records, args.out)
+
+
+if __name__ == "__main__":
+    main()
