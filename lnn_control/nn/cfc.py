@@ -337,8 +337,7 @@ class CfCCell(nn.Module):
         dts = split_steps(dt.unsqueeze(-1), 1)  # T x (B, 1)
         keeps = [None] * x.shape[1] if keep is None else split_steps(keep.unsqueeze(-1), 1)
         blocks = list(self.blocks)
-        weights = cached_when_inference(self, lambda: [block.fused_weights() for block in blocks])
-        plans = [block.loop_plan(w) for block, w in zip(blocks, weights, strict=True)]
+        weights, plans = cached_when_inference(self, lambda: self._loop_weights(blocks))
         if self._fusable(plans[0], dt, keep):
             pre = torch.nn.functional.linear(x, weights[0][0], weights[0][1]).transpose(0, 1)  # (T, B, U)
             states = fused_cfc_sequence(
@@ -375,6 +374,11 @@ class CfCCell(nn.Module):
         states = join_steps(outputs, 1)
         y = states if self.wiring is None else states.index_select(-1, self.motor_index)
         return y, states[:, -1]
+
+    @staticmethod
+    def _loop_weights(blocks: list[_CfCBlock]) -> tuple[list[list[Tensor]], list[_LoopPlan]]:
+        weights = [block.fused_weights() for block in blocks]
+        return weights, [block.loop_plan(w) for block, w in zip(blocks, weights, strict=True)]
 
     def _fusable(self, plan: _LoopPlan, dt: Tensor, keep: Tensor | None) -> bool:
         """Whether the training loop can use the fused backward (see ``cfc_fused``); same forward result."""

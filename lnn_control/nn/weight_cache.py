@@ -16,17 +16,25 @@ from torch import nn
 T = TypeVar("T")
 
 
-def _version_key(module: nn.Module) -> tuple[tuple[int, int], ...]:
-    """Identity and in-place version of every tensor the derived weights depend on."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return tuple((t.data_ptr(), t._version) for t in tensors)
+def _tensors(module: nn.Module) -> list[torch.Tensor | None]:
+    """Parameters and buffers of ``module`` and its children (direct dict walk: this runs every step)."""
+    found = [*module._parameters.values(), *module._buffers.values()]
+    for child in module._modules.values():
+        if child is not None:
+            found += _tensors(child)
+    return found
+
+
+def _version_key(module: nn.Module) -> tuple[tuple[int, int, int], ...]:
+    """Identity, storage and in-place version of every tensor the derived weights depend on."""
+    return tuple((id(t), t.data_ptr(), t._version) for t in _tensors(module) if t is not None)
 
 
 def cached_when_inference(module: nn.Module, compute: Callable[[], T]) -> T:
     """``compute()``, reused across calls while gradients are disabled and no parameter has changed."""
     if torch.is_grad_enabled():
         return compute()
-    key = _version_key(module)
+    key = (module.training, _version_key(module))  # training mode decides dropout in the loop plan
     cache = module.__dict__.get("_inference_cache")
     if cache is not None and cache[0] == key:
         return cache[1]
