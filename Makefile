@@ -17,12 +17,12 @@ $(STAMP): pyproject.toml
 ifneq ($(CPU_TORCH_WHEEL),)
 	$(PY) -m pip install --quiet "$(CPU_TORCH_WHEEL)"
 endif
-	$(PY) -m pip install --quiet -e ".[dev,export]"
+	$(PY) -m pip install --quiet -e ".[dev,export,cluster]"
 	touch $(STAMP)
 
-## The main job: train a liquid policy on the default task (see README).
+## The main job: train a liquid policy on the default task (see README). Options: make train ARGS="--seed 1"
 train: $(STAMP)
-	$(PY) scripts/fit_dynamics.py
+	$(PY) scripts/train_default.py $(ARGS)
 
 ## The whole suite, slow tests included (what CI runs).
 test: $(STAMP)

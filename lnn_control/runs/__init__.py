@@ -1,0 +1,93 @@
+"""Run directories: training with checkpoints and resume, evaluation, videos, comparison, sweeps, export.
+
+This is the library under the ``lnn-control`` command (:mod:`lnn_control.cli` is a thin argparse layer over
+it). One concept per module:
+
+- :mod:`~lnn_control.runs.config`: :class:`RunSpec` (a request) -> :class:`ResolvedRun` (``config.yaml``)
+- :mod:`~lnn_control.runs.overrides`: ``--set key.path=value``, ``--grid``, ``--seeds``
+- :mod:`~lnn_control.runs.layout`: where the files of a run live (:class:`RunDir`)
+- :mod:`~lnn_control.runs.training`: :func:`train`, :func:`resume` (SIGINT/SIGTERM save a checkpoint)
+- :mod:`~lnn_control.runs.callback`: periodic evaluation, best/last checkpoints, status
+- :mod:`~lnn_control.runs.checkpoint`, :mod:`~lnn_control.runs.rng`, :mod:`~lnn_control.runs.atomic`:
+  atomic, self-contained checkpoints (model + VecNormalize statistics + RNG states)
+- :mod:`~lnn_control.runs.envs`: training/evaluation VecEnvs, frozen normalisation
+- :mod:`~lnn_control.runs.evaluation`, :mod:`~lnn_control.runs.evalcsv`: episodes and ``eval.csv``
+- :mod:`~lnn_control.runs.playback`: :func:`evaluate_run`, :func:`load_policy`; :mod:`~lnn_control.runs.video`
+- :mod:`~lnn_control.runs.plotting`, :mod:`~lnn_control.runs.compare`: :func:`compare_runs`
+- :mod:`~lnn_control.runs.sweep`: :func:`run_sweep` (local processes or Ray)
+- :mod:`~lnn_control.runs.export`: :func:`export_run`
+
+Names are imported lazily, so that ``lnn-control --help`` does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "RunError": "errors",
+    "RunSpec": "config",
+    "ResolvedRun": "config",
+    "RunDir": "layout",
+    "TrainResult": "training",
+    "train": "training",
+    "resume": "training",
+    "default_run_dir": "training",
+    "EvalReport": "playback",
+    "evaluate_run": "playback",
+    "load_policy": "playback",
+    "Comparison": "compare",
+    "compare_runs": "compare",
+    "SweepResult": "sweep",
+    "plan_sweep": "sweep",
+    "run_sweep": "sweep",
+    "export_run": "export",
+    "EvalRow": "evalcsv",
+    "read_rows": "evalcsv",
+}
+
+__all__ = [
+    "Comparison",
+    "EvalReport",
+    "EvalRow",
+    "ResolvedRun",
+    "RunDir",
+    "RunError",
+    "RunSpec",
+    "SweepResult",
+    "TrainResult",
+    "compare_runs",
+    "default_run_dir",
+    "evaluate_run",
+    "export_run",
+    "load_policy",
+    "plan_sweep",
+    "read_rows",
+    "resume",
+    "run_sweep",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from .compare import Comparison, compare_runs
+    from .config import ResolvedRun, RunSpec
+    from .errors import RunError
+    from .evalcsv import EvalRow, read_rows
+    from .export import export_run
+    from .layout import RunDir
+    from .playback import EvalReport, evaluate_run, load_policy
+    from .sweep import SweepResult, plan_sweep, run_sweep
+    from .training import TrainResult, default_run_dir, resume, train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
