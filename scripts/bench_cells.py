@@ -111,16 +111,19 @@ def main() -> None:
     ]
     if not args.no_ncps:
         import ncps.torch as ncps_torch
+        from ncps.wirings import AutoNCP as NcpsAutoNCP
 
         rows += [
             ("ncps CfC-64", NcpsModel(ncps_torch.CfC(INPUTS, UNITS)), None),
             ("ncps LTC-64", NcpsModel(ncps_torch.LTC(INPUTS, UNITS)), None),
+            ("ncps CfC AutoNCP(64,8)", NcpsModel(ncps_torch.CfC(INPUTS, NcpsAutoNCP(UNITS, 8))), None),
+            ("ncps LTC AutoNCP(64,8)", NcpsModel(ncps_torch.LTC(INPUTS, NcpsAutoNCP(UNITS, 8))), None),
         ]
     rows += [
         ("CfC-64", Ours(CfC(INPUTS, UNITS)), "ncps CfC-64"),
         ("LTC-64 (6 unfolds)", Ours(LTC(INPUTS, UNITS)), "ncps LTC-64"),
-        ("CfC AutoNCP(64,8)", Ours(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps CfC-64"),
-        ("LTC AutoNCP(64,8)", Ours(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps LTC-64"),
+        ("CfC AutoNCP(64,8)", Ours(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps CfC AutoNCP(64,8)"),
+        ("LTC AutoNCP(64,8)", Ours(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps LTC AutoNCP(64,8)"),
     ]
     train = interleaved_medians({name: train_step(model) for name, model, _ in rows}, repeats)
     latency = interleaved_medians({name: inference_step(model) for name, model, _ in rows}, repeats * 10, 20)
@@ -133,14 +136,18 @@ def main() -> None:
     )
     print(f"fwd+bwd: B={BATCH}, T={STEPS}, in={INPUTS}; latency: B=1, one step")
     print()
-    print("| model | fwd+bwd (ms) | x nn.LSTM-64 | single-step latency (us) | latency vs ncps |")
-    print("|---|---:|---:|---:|---:|")
+    print("| model | fwd+bwd (ms) | x nn.LSTM-64 | x ncps | single-step latency (us) | latency x ncps |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, _, counterpart in rows:
         train, latency = results[name]
-        versus = ""
+        train_vs, latency_vs = "", ""
         if counterpart in results:
-            versus = f"{latency / results[counterpart][1]:.2f}x"
-        print(f"| {name} | {train * 1e3:.1f} | {train / lstm_train:.1f}x | {latency * 1e6:.0f} | {versus} |")
+            train_vs = f"{train / results[counterpart][0]:.2f}x"
+            latency_vs = f"{latency / results[counterpart][1]:.2f}x"
+        print(
+            f"| {name} | {train * 1e3:.1f} | {train / lstm_train:.1f}x | {train_vs} | {latency * 1e6:.0f} "
+            f"| {latency_vs} |"
+        )
 
 
 if __name__ == "__main__":
