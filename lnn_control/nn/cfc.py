@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .cell import LiquidCell
 from .cfc_fused import fused_cfc_sequence
 from .inputs import join_steps, split_steps
 from .weight_cache import cached_when_inference
@@ -193,7 +194,7 @@ class _CfCBlock(nn.Module):
         return torch.lerp(ff1, ff2, g)
 
 
-class CfCCell(nn.Module):
+class CfCCell(LiquidCell):
     """A CfC cell: ``cell(x (B, in), h (B, H), dt (B, 1) | float) -> (y (B, out), h' (B, H))``.
 
     Args:
@@ -322,13 +323,6 @@ class CfCCell(nn.Module):
         self.layer_sizes = [len(layer) for layer in wiring.layers]
 
     # ------------------------------------------------------------------------------------------------ api
-    def forward(self, x: Tensor, h: Tensor, dt: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
-        """x (B, in), h (B, H), dt (B, 1) or (B,) or a number -> (y (B, out), h' (B, H))."""
-        if not isinstance(dt, Tensor):
-            dt = x.new_full((x.shape[0], 1), float(dt))
-        y, h_last = self.forward_sequence(x.unsqueeze(1), h, dt.reshape(x.shape[0], 1), None)
-        return y[:, 0], h_last
-
     def forward_sequence(
         self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None
     ) -> tuple[Tensor, Tensor]:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
+from .cell import LiquidCell
 from .inputs import join_steps, split_steps
 from .weight_cache import cached_when_inference
 from .wiring import FullyConnected, Wiring
@@ -60,7 +61,7 @@ def inverse_softplus(y: Tensor) -> Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
-class LTCCell(nn.Module):
+class LTCCell(LiquidCell):
     """An LTC cell: ``cell(x (B, in), h (B, H), dt (B, 1) | float) -> (y (B, out), h' (B, H))``.
 
     Args:
@@ -175,13 +176,6 @@ class LTCCell(nn.Module):
                 getattr(self, name).copy_(value)
 
     # ------------------------------------------------------------------------------------------------ api
-    def forward(self, x: Tensor, h: Tensor, dt: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
-        """x (B, in), h (B, H), dt (B, 1) or (B,) or a number -> (y (B, out), h' (B, H))."""
-        if not isinstance(dt, Tensor):
-            dt = x.new_full((x.shape[0], 1), float(dt))
-        y, h_last = self.forward_sequence(x.unsqueeze(1), h, dt.reshape(x.shape[0], 1), None)
-        return y[:, 0], h_last
-
     def forward_sequence(
         self, x: Tensor, v: Tensor, dt: Tensor, keep: Tensor | None
     ) -> tuple[Tensor, Tensor]:
