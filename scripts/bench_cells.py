@@ -33,14 +33,16 @@ class TorchRNN(nn.Module):
 
 
 class NcpsModel(nn.Module):
-    """ncps.torch CfC / LTC (timespans as ncps takes them)."""
+    """ncps.torch CfC / LTC. ncps squeezes each step's timespans to (B,), which only broadcasts correctly for
+    one sample (at B > 1 it fails, or silently mixes samples when B equals the layer width), so batched
+    rows run ncps with its default timespan instead: the same work, minus the per-sample dt."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, h=None):
-        return self.model(x, h, timespans=dt)
+        return self.model(x, h, timespans=dt if x.shape[0] == 1 else None)
 
 
 def train_step(model: nn.Module) -> Callable[[], None]:

@@ -225,14 +225,13 @@ class LTCCell(LiquidCell):
             sigma = self.sigma[pre, post]
             derived["sigma"] = sigma.unsqueeze(-1)  # (S, 1)
             derived["neg_sigma_mu"] = (-sigma * self.mu[pre, post]).unsqueeze(-1)  # (S, 1)
-            derived["synapse_weights"] = torch.stack(
-                [w[pre, post] * self.erev[pre, post], w[pre, post]], dim=1
-            )
-            derived["synapse_weights"] = derived["synapse_weights"].unsqueeze(-1)  # (S, 2, 1)
+            w_s = w[pre, post].unsqueeze(-1)  # (S, 1)
+            derived["synapse_weights"] = (w_s * self.erev[pre, post].unsqueeze(-1), w_s)
         else:
-            derived["sigma"] = self.sigma.unsqueeze(-1)  # (H_pre, H_post, 1)
-            derived["neg_sigma_mu"] = (-self.sigma * self.mu).unsqueeze(-1)
-            derived["synapse_weights"] = torch.stack([w * self.erev, w], dim=2).unsqueeze(-1)  # (H, H, 2, 1)
+            # Batch-major (B, H_pre, H_post) products: two plain reductions beat one over a doubled tensor.
+            derived["sigma"] = self.sigma
+            derived["neg_sigma_mu"] = -self.sigma * self.mu
+            derived["synapse_weights"] = (w * self.erev, w)
         return derived
 
     def _substeps(self, dt: Tensor) -> tuple[int, Tensor]:
@@ -257,18 +256,16 @@ class LTCCell(LiquidCell):
 
     def _synaptic(self, v: Tensor, weights: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """v (H, B) -> recurrent numerator sum_i w s erev and denominator sum_i w s, each (H, B)."""
-        if self.sparse:
+        w_erev, w = weights["synapse_weights"]
+        if self.sparse:  # over the S existing synapses; w_erev, w: (S, 1)
             presynaptic = v.index_select(0, self.pre_index)  # (S, B)
             act = torch.sigmoid(torch.addcmul(weights["neg_sigma_mu"], presynaptic, weights["sigma"]))
-            currents = act.unsqueeze(1) * weights["synapse_weights"]  # (S, 2, B)
-            summed = currents.new_zeros(self.state_size, 2, v.shape[1]).index_add(
-                0, self.post_index, currents
-            )
-        else:
-            act = torch.sigmoid(torch.addcmul(weights["neg_sigma_mu"], v.unsqueeze(1), weights["sigma"]))
-            summed = (act.unsqueeze(2) * weights["synapse_weights"]).sum(0)  # (H_post, 2, B)
-        num, den = summed.unbind(1)
-        return num, den
+            currents = torch.stack([act * w_erev, act * w], dim=1)  # (S, 2, B)
+            summed = currents.new_zeros(self.state_size, 2, v.shape[1])
+            return summed.index_add(0, self.post_index, currents).unbind(1)  # each neuron's incoming synapses
+        # dense: act (B, H_pre, H_post); two plain reductions beat one over a doubled tensor
+        act = torch.sigmoid(torch.addcmul(weights["neg_sigma_mu"], v.t().unsqueeze(-1), weights["sigma"]))
+        return (act * w_erev).sum(1).t(), (act * w).sum(1).t()
 
     def _solver_step(
         self, v: Tensor, h: Tensor, cm: Tensor, drive: Tensor, conductance: Tensor, weights: dict[str, Any]
