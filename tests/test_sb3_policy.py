@@ -239,3 +239,22 @@ def test_torch_rnn_resets_match_a_step_by_step_reference(kind: str) -> None:
     th.testing.assert_close(y, th.cat(reference, dim=1))
     th.testing.assert_close(h_n, h)
     assert y.shape == (4, 9, 5) and h_n.shape == (2, 4, 10 if kind == "lstm" else 5)
+
+
+def test_predict_rejects_non_finite_observations_and_keeps_the_state():
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from lnn_control.sb3 import LiquidPPO
+
+    env = DummyVecEnv([lambda: gym.make("Pendulum-v1")] * 2)
+    model = LiquidPPO("LiquidPolicy", env, n_steps=32, batch_size=32, seq_len=8, policy_kwargs={"units": 8})
+    obs = env.reset()
+    _, state = model.predict(obs)
+    bad = obs.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"observation must be finite, got nan at index \(1, 2\)"):
+        model.predict(bad, state=state)
+    _, again = model.predict(obs, state=state)  # the caller's state is untouched and still usable
+    assert np.all(np.isfinite(again))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecCheckNan, VecEnv, VecNormalize
 
 from lnn_control.runs.errors import RunError
 
@@ -52,7 +52,9 @@ def make_env(
     use_batched = batched and batched_available(task)
     if use_batched and nthread is not None:
         kwargs["nthread"] = nthread
-    return make_vec_env(task, n_envs, batched=use_batched, seed=seed, **kwargs)
+    venv = make_vec_env(task, n_envs, batched=use_batched, seed=seed, **kwargs)
+    # A NaN or inf from the simulator stops training with a clear error instead of poisoning the policy.
+    return VecCheckNan(venv, raise_exception=True)
 
 
 # ------------------------------------------------------------------------------------------ VecNormalize

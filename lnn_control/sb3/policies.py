@@ -316,6 +316,13 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         self.set_training_mode(False)
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         first = next(iter(obs_tensor.values())) if isinstance(obs_tensor, dict) else obs_tensor
+        for key, value in obs_tensor.items() if isinstance(obs_tensor, dict) else [("", obs_tensor)]:
+            if value.is_floating_point() and not bool(th.isfinite(value).all()):
+                bad = (~th.isfinite(value)).nonzero()[0].tolist()
+                raise ValueError(
+                    f"observation{f'[{key!r}]' if key else ''} must be finite, got "
+                    f"{value[tuple(bad)].item()} at index {tuple(bad)} (env, feature); the state is unchanged"
+                )
         n_envs = first.shape[0]
         expected = (self.state_shape[0], n_envs, self.actor_state_size)
         if state is None:
