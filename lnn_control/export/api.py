@@ -19,7 +19,11 @@ FORMATS = ("torchscript", "onnx", "c")
 
 
 def _load_vec_normalize(vec_normalize: Any) -> Any:
-    """A VecNormalize, loaded from a path (``VecNormalize.save`` pickle) when given one."""
+    """A VecNormalize, loaded from a path (``VecNormalize.save`` pickle) when given one.
+
+    SB3 stores VecNormalize as a pickle, so only pass files you trust; run directories of the
+    ``lnn-control`` command keep the statistics as arrays inside the checkpoint and need no pickle.
+    """
     if vec_normalize is None or not isinstance(vec_normalize, (str, Path)):
         return vec_normalize
     from stable_baselines3.common.vec_env import VecNormalize
