@@ -163,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         ensure_offscreen_gl()
     _set_threads(args.torch_threads)
-    from lnn_control.runs.atomic import atomic_write_text
+    from lnn_control.atomic import atomic_write_text
     from lnn_control.runs.playback import evaluate_run
 
     report = evaluate_run(

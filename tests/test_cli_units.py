@@ -13,7 +13,7 @@ import torch
 import yaml
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from lnn_control.runs import atomic
+from lnn_control import atomic
 from lnn_control.runs.compare import compare_runs
 from lnn_control.runs.config import RunSpec, resolve
 from lnn_control.runs.envs import frozen_normalization, normalization_from_npz, normalization_to_npz

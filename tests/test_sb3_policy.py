@@ -258,3 +258,28 @@ def test_predict_rejects_non_finite_observations_and_keeps_the_state():
         model.predict(bad, state=state)
     _, again = model.predict(obs, state=state)  # the caller's state is untouched and still usable
     assert np.all(np.isfinite(again))
+
+
+def test_save_is_atomic_and_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
+    import os
+
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from lnn_control.sb3 import LiquidPPO
+
+    env = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    model = LiquidPPO("LiquidPolicy", env, n_steps=32, batch_size=32, seq_len=8, policy_kwargs={"units": 8})
+    model.save(tmp_path / "model")  # SB3 convention: .zip is added
+    target = tmp_path / "model.zip"
+    before = target.read_bytes()
+    assert LiquidPPO.load(target).policy.state_dict().keys() == model.policy.state_dict().keys()
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(target)
+    assert target.read_bytes() == before  # the old checkpoint is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]  # no temporary file left behind

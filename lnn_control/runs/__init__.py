@@ -8,7 +8,7 @@ it). One concept per module:
 - :mod:`~lnn_control.runs.layout`: where the files of a run live (:class:`RunDir`)
 - :mod:`~lnn_control.runs.training`: :func:`train`, :func:`resume` (SIGINT/SIGTERM save a checkpoint)
 - :mod:`~lnn_control.runs.callback`: periodic evaluation, best/last checkpoints, status
-- :mod:`~lnn_control.runs.checkpoint`, :mod:`~lnn_control.runs.rng`, :mod:`~lnn_control.runs.atomic`:
+- :mod:`~lnn_control.runs.checkpoint`, :mod:`~lnn_control.runs.rng` (with :mod:`lnn_control.atomic`):
   atomic, self-contained checkpoints (model + VecNormalize statistics + RNG states)
 - :mod:`~lnn_control.runs.envs`: training/evaluation VecEnvs, frozen normalisation
 - :mod:`~lnn_control.runs.evaluation`, :mod:`~lnn_control.runs.evalcsv`: episodes and ``eval.csv``

@@ -8,7 +8,7 @@ added under ``lnn_control/``, which SB3's loader ignores:
 - ``lnn_control/rng.json``: Python/NumPy/torch RNG states (:mod:`lnn_control.runs.rng`);
 - ``lnn_control/vecnormalize.npz``: VecNormalize statistics, when the agent normalises (read without pickle).
 
-The bytes are assembled in memory and written with :func:`lnn_control.runs.atomic.atomic_write_bytes`, so
+The bytes are assembled in memory and written with :func:`lnn_control.atomic.atomic_write_bytes`, so
 ``last.zip`` is always either the previous or the new complete checkpoint, never a torn mixture.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from lnn_control.runs.atomic import atomic_write_bytes
+from lnn_control.atomic import atomic_write_bytes
 from lnn_control.runs.envs import normalization_from_npz, normalization_to_npz
 from lnn_control.runs.errors import RunError
 from lnn_control.runs.rng import capture_rng

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lnn_control.runs.atomic import atomic_write_text
+from lnn_control.atomic import atomic_write_text
 from lnn_control.runs.errors import RunError
 from lnn_control.runs.evalcsv import EvalRow, read_rows
 from lnn_control.runs.layout import RunDir

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnn_control.runs.atomic import atomic_write_text
+from lnn_control.atomic import atomic_write_text
 from lnn_control.runs.errors import RunError
 
 __all__ = ["COLUMNS", "EvalRow", "append_row", "read_rows", "stats_row", "write_rows"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from lnn_control.runs.atomic import atomic_write_text
+from lnn_control.atomic import atomic_write_text
 from lnn_control.runs.errors import RunError
 
 __all__ = ["CHECKPOINT_NAMES", "RunDir"]

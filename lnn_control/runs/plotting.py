@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnn_control.runs.atomic import atomic_write_bytes
+from lnn_control.atomic import atomic_write_bytes
 from lnn_control.runs.evalcsv import EvalRow
 
 __all__ = ["Curve", "mean_curve", "plot_groups", "plot_learning_curve"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from lnn_control.runs.atomic import atomic_write_text
+from lnn_control.atomic import atomic_write_text
 from lnn_control.runs.compare import Comparison, compare_runs
 from lnn_control.runs.config import RunSpec, resolve
 from lnn_control.runs.errors import RunError

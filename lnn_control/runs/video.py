@@ -18,7 +18,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from lnn_control.runs.atomic import atomic_write_bytes
+from lnn_control.atomic import atomic_write_bytes
 from lnn_control.runs.errors import RunError
 
 __all__ = ["VIDEO_FORMATS", "FrameRecorder", "check_video_path", "ensure_offscreen_gl", "write_video"]

@@ -19,6 +19,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, ob
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from lnn_control.atomic import atomic_write_bytes
 from lnn_control.sb3.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from lnn_control.sb3.policies import LiquidActorCriticPolicy, MultiInputLiquidActorCriticPolicy
 from lnn_control.sb3.timing import DtTracker
@@ -426,6 +427,25 @@ class LiquidPPO(OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Any = None,
+        include: Any = None,
+    ) -> None:
+        """SB3's ``save``, except that a file path is written atomically (a temporary file in the same
+        folder, then a rename), so that a crash or Ctrl-C during the save never leaves a corrupt checkpoint.
+        As in SB3, a path without a suffix gets ``.zip``."""
+        if not isinstance(path, (str, pathlib.Path)):
+            super().save(path, exclude=exclude, include=include)
+            return
+        target = pathlib.Path(path)
+        if target.suffix == "":
+            target = target.with_name(f"{target.name}.zip")
+        buffer = io.BytesIO()
+        super().save(buffer, exclude=exclude, include=include)
+        atomic_write_bytes(target, buffer.getvalue())
 
     @classmethod
     def load(  # type: ignore[override]
