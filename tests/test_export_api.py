@@ -18,7 +18,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import lnn_control
 from lnn_control.export import build_actor, export_policy
-from lnn_control.export import sidecar as sidecar_module
 from lnn_control.sb3 import LiquidPPO
 from lnn_control.sb3.diagnostic_envs import CueMemoryEnv
 
@@ -81,7 +80,7 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         moves.append((Path(src), Path(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(sidecar_module.os, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     export_policy(model, tmp_path, formats=("onnx", "c"))
     assert {dst.name for _, dst in moves} == set(before)
     assert all(src.parent == dst.parent == tmp_path and src.name.endswith(".tmp") for src, dst in moves)
@@ -89,7 +88,7 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def failing(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(sidecar_module.os, "replace", failing)
+    monkeypatch.setattr(os, "replace", failing)
     with torch.no_grad():
         model.policy.action_net.bias.add_(1.0)  # a different model: different bytes would be written
     with pytest.raises(OSError, match="disk full"):

@@ -8,20 +8,17 @@ truncated, edited or swapped artefact is rejected before it drives a robot.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from lnn_control.atomic import atomic_write_bytes
 
 __all__ = [
     "SIDECAR_FORMAT",
     "SIDECAR_VERSION",
     "ArtifactError",
-    "atomic_path",
     "atomic_write_bytes",
     "load_sidecar",
     "sha256_file",
@@ -44,36 +41,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically (``os.replace``).
-
-    Readers never see a half-written file: either the old file or the complete new one. On an exception the
-    temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``)."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
 
 
 def sidecar_path(artifact: str | Path) -> Path:
