@@ -14,8 +14,9 @@ Names are imported lazily (PEP 562): ``from lnn_control.export import Controller
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lnn_control.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Controller": "runtime",
@@ -58,13 +59,4 @@ if TYPE_CHECKING:
     from .sidecar import ArtifactError, load_sidecar
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -22,8 +22,9 @@ Names are imported lazily, so that ``lnn-control --help`` does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lnn_control.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "RunError": "errors",
@@ -81,13 +82,4 @@ if TYPE_CHECKING:
     from .training import TrainResult, default_run_dir, resume, train
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,8 +16,9 @@ Gymnasium through :mod:`lnn_control.sim.registration`) does not import MuJoCo, S
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lnn_control.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "ControlTiming": "timing",
@@ -68,17 +69,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lnn_control.sim' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"lnn_control.sim.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
