@@ -37,11 +37,13 @@ class LiquidRNN(nn.Module):
     def __init__(
         self,
         input_size: int,
-        units: int | Wiring,
+        units: int,
         num_layers: int,
         proj_size: int | None,
         batch_first: bool,
         freeze_recurrent: bool,
+        cell_class: type[CfCCell] | type[LTCCell],
+        cell_kwargs: dict[str, Any],
     ) -> None:
         super().__init__()
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
@@ -56,7 +58,10 @@ class LiquidRNN(nn.Module):
         cells = []
         layer_input = input_size
         for _ in range(num_layers):
-            cell = self._make_cell(layer_input)
+            kwargs = dict(cell_kwargs, freeze_recurrent=freeze_recurrent)
+            if kwargs["wiring"] is not None:  # each layer gets sensory synapses for its own input size
+                kwargs["wiring"] = _unbuilt_copy(kwargs["wiring"], layer_input)
+            cell = cell_class(layer_input, units, **kwargs)
             cells.append(cell)
             layer_input = cell.output_size
         self.cells = nn.ModuleList(cells)
@@ -64,9 +69,6 @@ class LiquidRNN(nn.Module):
         self.cell_output_size: int = cells[-1].output_size
         self.proj = nn.Linear(self.cell_output_size, proj_size) if proj_size is not None else None
         self.output_size: int = proj_size if proj_size is not None else self.cell_output_size
-
-    def _make_cell(self, input_size: int) -> nn.Module:
-        raise NotImplementedError
 
     def forward(
         self,
@@ -135,24 +137,18 @@ class CfC(LiquidRNN):
     ) -> None:
         if isinstance(units, Wiring):
             units, wiring = units.units, units
-        self._cell_kwargs: dict[str, Any] = {
+        cell_kwargs = {
             "wiring": wiring,
             "mode": mode,
             "backbone_units": backbone_units,
             "backbone_layers": 0 if wiring is not None else backbone_layers,
             "backbone_activation": backbone_activation,
             "backbone_dropout": backbone_dropout,
-            "freeze_recurrent": freeze_recurrent,
             "mask_time_gates": mask_time_gates,
         }
-        self._units = units
-        super().__init__(input_size, units, num_layers, proj_size, batch_first, freeze_recurrent)
-
-    def _make_cell(self, input_size: int) -> CfCCell:
-        kwargs = dict(self._cell_kwargs)
-        if kwargs["wiring"] is not None:
-            kwargs["wiring"] = _unbuilt_copy(kwargs["wiring"], input_size)
-        return CfCCell(input_size, self._units, **kwargs)
+        super().__init__(
+            input_size, units, num_layers, proj_size, batch_first, freeze_recurrent, CfCCell, cell_kwargs
+        )
 
 
 class LTC(LiquidRNN):
@@ -175,22 +171,16 @@ class LTC(LiquidRNN):
     ) -> None:
         if isinstance(units, Wiring):
             units, wiring = units.units, units
-        self._cell_kwargs = {
+        cell_kwargs = {
             "wiring": wiring,
             "solver": solver,
             "unfolds": unfolds,
             "max_step": max_step,
-            "freeze_recurrent": freeze_recurrent,
             "sparse": sparse,
         }
-        self._units = units
-        super().__init__(input_size, units, num_layers, proj_size, batch_first, freeze_recurrent)
-
-    def _make_cell(self, input_size: int) -> LTCCell:
-        kwargs = dict(self._cell_kwargs)
-        if kwargs["wiring"] is not None:
-            kwargs["wiring"] = _unbuilt_copy(kwargs["wiring"], input_size)
-        return LTCCell(input_size, self._units, **kwargs)
+        super().__init__(
+            input_size, units, num_layers, proj_size, batch_first, freeze_recurrent, LTCCell, cell_kwargs
+        )
 
 
 def _unbuilt_copy(wiring: Wiring, input_size: int) -> Wiring:
