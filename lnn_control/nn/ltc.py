@@ -18,7 +18,12 @@ sample's result is independent of its batch-mates.
 
 Positivity of cm, gleak, w and sensory_w is by softplus of unconstrained parameters: nothing to clip after an
 optimiser step. Masked synapses (a wiring) have no effect and receive zero gradient; for sparse wirings the
-recurrent sum runs over the existing synapses only (gather / index_add), so cost scales with synapse count.
+recurrent sum runs over the existing synapses only, so cost scales with synapse count.
+
+On CPU the semi-implicit solver runs a compiled kernel (``ltc_native``: one fused pass per substep forward and
+backward, over the existing synapses only). The torch loop below computes the same function and runs
+everything else: the other solvers, GPU tensors, a dt that requires grad, tracing and export, and machines
+without a C compiler. Its sparse form gathers and scatters over an edge list (index_select / index_add).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
+from . import ltc_native
 from .cell import LiquidCell
 from .inputs import join_steps, split_steps
 from .weight_cache import cached_when_inference
@@ -154,10 +160,19 @@ class LTCCell(LiquidCell):
                 p.requires_grad_(name in ("output_w", "output_b"))
 
     def _index_synapses(self) -> None:
-        """Edge list (pre, post) of the recurrent synapses, and whether to use it."""
+        """Edge lists of the synapses: recurrent (pre, post) for the torch loop, and for the compiled kernel
+        the recurrent and sensory synapses in CSR order by postsynaptic neuron (``[sensory_]csr_rowptr``,
+        ``[sensory_]csr_pre`` / ``[sensory_]csr_post``)."""
         pre, post = self.mask.nonzero(as_tuple=True)
         self.register_buffer("pre_index", pre, persistent=False)
         self.register_buffer("post_index", post, persistent=False)
+        for prefix, mask in (("", self.mask), ("sensory_", self.sensory_mask)):
+            post_sorted, pre_sorted = mask.t().nonzero(as_tuple=True)  # sorted by post, then pre
+            rowptr = torch.zeros(self.state_size + 1, dtype=torch.int64, device=mask.device)
+            rowptr[1:] = torch.bincount(post_sorted, minlength=self.state_size).cumsum(0)
+            self.register_buffer(prefix + "csr_rowptr", rowptr, persistent=False)
+            self.register_buffer(prefix + "csr_pre", pre_sorted, persistent=False)
+            self.register_buffer(prefix + "csr_post", post_sorted, persistent=False)
         density = pre.numel() / float(self.state_size**2)
         self.sparse = density < _SPARSE_DENSITY if self._sparse_choice is None else bool(self._sparse_choice)
 
@@ -181,10 +196,13 @@ class LTCCell(LiquidCell):
     ) -> tuple[Tensor, Tensor]:
         """x (B, T, in), v (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), v_T).
 
-        The loop runs neuron-major, state (H, B): gathering a synapse's presynaptic potentials and summing
-        its postsynaptic currents then move whole rows of B values.
+        The torch loop runs neuron-major, state (H, B): gathering a synapse's presynaptic potentials and
+        summing its postsynaptic currents then move whole rows of B values.
         """
-        weights = cached_when_inference(self, self._loop_weights)
+        native = self._native_applies(x, v, dt)
+        weights = cached_when_inference(self, lambda: self._loop_weights(native), variant=native)
+        if native:
+            return self._forward_native(x, v, dt, keep, weights)
         num_s, den_s = self._sensory_terms(x, weights["sensory_w"])  # (B, T, H) each, all steps at once
         cm = weights["cm"]
         # Per-step terms (see split_steps: never index [:, t] in a differentiable loop).
@@ -210,16 +228,45 @@ class LTCCell(LiquidCell):
         y = torch.addcmul(self.output_b, states[..., : self.output_size], self.output_w)
         return y, v.t()
 
-    def _loop_weights(self) -> dict[str, Any]:
-        """Weights derived from the parameters once per sequence (positive, masked, rearranged)."""
+    def _native_applies(self, x: Tensor, v: Tensor, dt: Tensor) -> bool:
+        """Whether this call runs the compiled kernel (see the module docstring for when it does not)."""
+        if self.solver != "semi_implicit" or dt.requires_grad:
+            return False
+        return ltc_native.usable(x, v, dt, self.sigma)
+
+    def _forward_native(
+        self, x: Tensor, v: Tensor, dt: Tensor, keep: Tensor | None, weights: dict[str, Any]
+    ) -> tuple[Tensor, Tensor]:
+        """The semi-implicit loop in the compiled kernel; arguments and result as ``forward_sequence``."""
+        substeps, h = self._substeps(dt)
+        if h.dim() == 2:  # the same substep length throughout each step
+            h = h.unsqueeze(-1).expand(-1, -1, substeps)
+        x = torch.addcmul(self.input_b, x, self.input_w)
+        neuron = (weights["cm"], weights["leak_current"], weights["conductance"])
+        states = ltc_native.ltc_recurrence(
+            x, v, neuron, weights["synapses"], weights["sensory_synapses"], h, keep
+        )  # (B, T, H)
+        y = torch.addcmul(self.output_b, states[..., : self.output_size], self.output_w)
+        return y, states[:, -1]
+
+    def _loop_weights(self, native: bool = False) -> dict[str, Any]:
+        """Weights derived from the parameters once per sequence (positive, masked, rearranged), for the
+        compiled kernel (``native``) or for the torch loop."""
         gleak = self.positive("gleak")
-        w = self.positive("w") * self.mask
+        cm = self.positive("cm")
         derived: dict[str, Any] = {
-            "cm": self.positive("cm").unsqueeze(-1),  # (H, 1)
+            "cm": cm if native else cm.unsqueeze(-1),  # (H,) or (H, 1)
             "leak_current": gleak * self.vleak,  # (H,)
             "conductance": gleak + self.epsilon,  # (H,): the reference adds epsilon to the denominator
-            "sensory_w": self.positive("sensory_w") * self.sensory_mask,  # (in, H)
         }
+        if native:  # per existing synapse, in CSR order by postsynaptic neuron (so no mask)
+            derived["synapses"] = self._csr_synapses("", self.csr_rowptr, self.csr_pre, self.csr_post)
+            derived["sensory_synapses"] = self._csr_synapses(
+                "sensory_", self.sensory_csr_rowptr, self.sensory_csr_pre, self.sensory_csr_post
+            )
+            return derived
+        derived["sensory_w"] = self.positive("sensory_w") * self.sensory_mask  # (in, H)
+        w = self.positive("w") * self.mask
         if self.sparse:
             pre, post = self.pre_index, self.post_index
             sigma = self.sigma[pre, post]
@@ -233,6 +280,15 @@ class LTCCell(LiquidCell):
             derived["neg_sigma_mu"] = -self.sigma * self.mu
             derived["synapse_weights"] = (w * self.erev, w)
         return derived
+
+    def _csr_synapses(self, prefix: str, rowptr: Tensor, pre: Tensor, post: Tensor) -> ltc_native.Synapses:
+        """The kernel's view of the recurrent (prefix "") or sensory ("sensory_") synapses."""
+        sigma = getattr(self, prefix + "sigma")[pre, post]
+        w = self.positive(prefix + "w")[pre, post]
+        neg_sigma_mu = -sigma * getattr(self, prefix + "mu")[pre, post]
+        return ltc_native.Synapses(
+            rowptr, pre, sigma, neg_sigma_mu, w * getattr(self, prefix + "erev")[pre, post], w
+        )
 
     def _substeps(self, dt: Tensor) -> tuple[int, Tensor]:
         """Number of solver iterations and the substep per sample: (B, T) or, with max_step, (B, T, K)."""

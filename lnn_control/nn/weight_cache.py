@@ -30,11 +30,14 @@ def _version_key(module: nn.Module) -> tuple[tuple[int, int, int], ...]:
     return tuple((id(t), t.data_ptr(), t._version) for t in _tensors(module) if t is not None)
 
 
-def cached_when_inference(module: nn.Module, compute: Callable[[], T]) -> T:
-    """``compute()``, reused across calls while gradients are disabled and no parameter has changed."""
+def cached_when_inference(module: nn.Module, compute: Callable[[], T], variant: object = None) -> T:
+    """``compute()``, reused across calls while gradients are disabled and no parameter has changed.
+
+    ``variant`` names which of several derivations ``compute`` is (a call with another variant recomputes).
+    """
     if torch.is_grad_enabled():
         return compute()
-    key = (module.training, _version_key(module))  # training mode decides dropout in the loop plan
+    key = (module.training, variant, _version_key(module))  # training mode decides dropout in the loop plan
     cache = module.__dict__.get("_inference_cache")
     if cache is not None and cache[0] == key:
         return cache[1]

@@ -1,0 +1,184 @@
+"""The compiled LTC kernel: the same function and gradients as the torch loop, and the fallbacks around it."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from lnn_control.nn import LTC, AutoNCP, Random, ltc_native
+
+IN, UNITS, STEPS = 5, 12, 7
+BATCH = 11  # sparse sets run 8 samples per vector: one full group and one padded
+
+CONFIGS = {
+    "dense": lambda: LTC(IN, UNITS),
+    "autoncp": lambda: LTC(IN, AutoNCP(UNITS, 3, seed=1)),
+    "random_sparse": lambda: LTC(IN, Random(UNITS, sparsity_level=0.6, seed=2)),
+    "max_step": lambda: LTC(IN, UNITS, max_step=0.03, unfolds=2),
+    "two_layers": lambda: LTC(IN, AutoNCP(UNITS, 3, seed=4), num_layers=2, proj_size=2),
+}
+
+
+def make(name: str, dtype: torch.dtype) -> LTC:
+    torch.manual_seed(0)
+    return CONFIGS[name]().to(dtype)
+
+
+def batch_inputs(model: LTC, dtype: torch.dtype, seed: int = 0):
+    """x, dt with a zero and a long interval, resets, h0 (all random)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(BATCH, STEPS, IN, generator=g, dtype=dtype)
+    dt = torch.rand(BATCH, STEPS, generator=g, dtype=dtype) * 0.2
+    dt[0, 2], dt[1, 4] = 0.0, 0.5
+    resets = torch.rand(BATCH, STEPS, generator=g) < 0.2
+    h0 = torch.randn(model.num_layers, BATCH, UNITS, generator=g, dtype=dtype)
+    return x, dt, resets, h0
+
+
+def outputs_and_gradients(model: LTC, x, dt, resets, h0, native: bool):
+    """y, h_n and the gradients of a loss over both w.r.t. x, h0 and every parameter."""
+    model.zero_grad(set_to_none=True)
+    x, h0 = x.clone().requires_grad_(True), h0.clone().requires_grad_(True)
+    with torch.enable_grad() if native else ltc_native.disabled():
+        y, h_n = model(x, h0=h0, dt=dt, resets=resets)
+        (y.sin().sum() + h_n.cos().sum()).backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    return {"y": y.detach(), "h_n": h_n.detach(), "x": x.grad, "h0": h0.grad, **grads}
+
+
+def test_the_kernel_builds_on_this_machine():
+    """CI machines have a C compiler: the fast path must be the one under test, not the fallback."""
+    assert ltc_native.available()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_kernel_equals_the_torch_loop_in_float64(name):
+    """Outputs and every gradient agree to rounding, so the hand-written backward is the true gradient."""
+    model = make(name, torch.float64)
+    args = batch_inputs(model, torch.float64)
+    native = outputs_and_gradients(model, *args, native=True)
+    reference = outputs_and_gradients(model, *args, native=False)
+    assert set(native) == set(reference)
+    for key, expected in reference.items():
+        assert expected is not None, key
+        torch.testing.assert_close(native[key], expected, rtol=1e-10, atol=1e-12, msg=key)
+
+
+@pytest.mark.parametrize("name", ["dense", "autoncp"])
+def test_kernel_equals_the_torch_loop_in_float32(name):
+    model = make(name, torch.float32)
+    args = batch_inputs(model, torch.float32, seed=1)
+    native = outputs_and_gradients(model, *args, native=True)
+    reference = outputs_and_gradients(model, *args, native=False)
+    for key, expected in reference.items():
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(native[key], expected, rtol=1e-4, atol=1e-5 * max(scale, 1.0), msg=key)
+
+
+def test_kernel_passes_gradcheck():
+    torch.manual_seed(0)
+    model = LTC(3, AutoNCP(6, 2, seed=3), unfolds=2).double()
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, 2, 6, dtype=torch.float64, requires_grad=True)
+    dt = torch.rand(2, 4, dtype=torch.float64) * 0.3
+    assert torch.autograd.gradcheck(lambda x, h0: model(x, h0=h0, dt=dt)[0], (x, h0))
+
+
+@pytest.mark.parametrize("name", ["dense", "autoncp"])
+def test_batch_slices_on_several_threads_equal_one_thread(name):
+    """float64, so that the per-slice sums of parameter gradients differ from one sum by rounding only."""
+    model = make(name, torch.float64)
+    args = batch_inputs(model, torch.float64)
+    one = outputs_and_gradients(model, *args, native=True)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)  # 11 samples: slices of 8 and 3 (slices start at multiples of 8)
+    try:
+        several = outputs_and_gradients(model, *args, native=True)
+    finally:
+        torch.set_num_threads(previous)
+    for key, expected in one.items():
+        torch.testing.assert_close(several[key], expected, rtol=1e-12, atol=1e-13, msg=key)
+
+
+def test_zero_dt_leaves_the_state_exactly_unchanged():
+    model = make("dense", torch.float32)
+    h0 = torch.randn(1, BATCH, UNITS)
+    with torch.no_grad():
+        _, h_n = model(torch.randn(BATCH, STEPS, IN), h0=h0, dt=torch.zeros(BATCH, STEPS))
+    assert torch.equal(h_n, h0)
+
+
+def test_inference_cache_serves_both_paths():
+    """The cached derived weights differ between kernel and torch loop; switching must not mix them."""
+    model = make("autoncp", torch.float32)
+    x, dt, _, h0 = batch_inputs(model, torch.float32)
+    with torch.no_grad():
+        native = model(x, h0=h0, dt=dt)[0]
+        with ltc_native.disabled():
+            reference = model(x, h0=h0, dt=dt)[0]
+        again = model(x, h0=h0, dt=dt)[0]
+    torch.testing.assert_close(native, reference, rtol=1e-5, atol=1e-6)
+    assert torch.equal(again, native)
+
+
+def test_dt_that_requires_grad_runs_the_torch_loop_and_gets_a_gradient():
+    model = make("dense", torch.float64)
+    x, dt, _, h0 = batch_inputs(model, torch.float64)
+    dt = dt.clone().requires_grad_(True)
+    y, _ = model(x, h0=h0, dt=dt)
+    y.sum().backward()
+    assert dt.grad is not None and dt.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("solver", ["euler", "rk4"])
+def test_other_solvers_run_the_torch_loop(solver, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the kernel only implements the semi-implicit solver")
+
+    monkeypatch.setattr(ltc_native, "ltc_recurrence", fail)
+    model = LTC(IN, UNITS, solver=solver, unfolds=2)
+    y, _ = model(torch.randn(2, 3, IN), dt=0.1)
+    assert torch.isfinite(y).all()
+
+
+def test_tracing_runs_the_torch_loop():
+    """torch.jit.trace (and ONNX export) cannot see into the kernel, so they must record the torch loop."""
+    model = make("dense", torch.float32).eval().requires_grad_(False)  # as lnn_control.export traces it
+    x, dt = torch.randn(1, 3, IN), torch.full((1, 3), 0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # input checks are constant in a trace
+        traced = torch.jit.trace(lambda x, dt: model(x, dt=dt)[0], (x, dt), check_trace=False)
+    graph = str(traced.graph)
+    assert "sigmoid" in graph  # the loop's synapse activations are in the recorded graph
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x, dt), model(x, dt=dt)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_failing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setattr(ltc_native, "_library", None)
+    monkeypatch.setattr(ltc_native, "_load_failed", False)
+    monkeypatch.setenv("LNN_CONTROL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", "false")  # exists and always fails
+    model = make("dense", torch.float32)
+    x, dt, _, h0 = batch_inputs(model, torch.float32)
+    with pytest.warns(UserWarning, match="compiled LTC kernel unavailable"):
+        y, _ = model(x, h0=h0, dt=dt)
+    with ltc_native.disabled():
+        reference, _ = model(x, h0=h0, dt=dt)
+    assert torch.equal(y, reference)
+    assert not ltc_native.available()
+
+
+def test_the_kernel_is_built_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(ltc_native, "_library", None)
+    monkeypatch.setattr(ltc_native, "_load_failed", False)
+    monkeypatch.setenv("LNN_CONTROL_CACHE", str(tmp_path))
+    assert ltc_native.available()
+    built = list(tmp_path.iterdir())
+    assert len(built) == 1 and built[0].name.startswith("ltc_kernel-")  # no temporary left behind
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(ltc_native, "_library", None)
+    assert ltc_native.available()
+    assert built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
