@@ -10,9 +10,24 @@ import torch
 from lnn_control.nn import CfC
 
 
+def _resets(pattern: str) -> torch.Tensor | None:
+    """(4, 9) resets: none at all, random ones, or only at the first and last step (the loops skip the
+    reset multiplication at steps where no sample resets)."""
+    if pattern == "none":
+        return None
+    if pattern == "first_and_last":
+        resets = torch.zeros(4, 9, dtype=torch.bool)
+        resets[1, 0] = resets[2, 8] = True
+        return resets
+    resets = torch.rand(4, 9) < 0.2
+    resets[0, 3] = True
+    return resets
+
+
 @pytest.mark.parametrize("mode", ["default", "no_gate"])
 @pytest.mark.parametrize("activation", ["lecun_tanh", "tanh"])
-def test_fused_loop_matches_autograd_values_and_gradients(mode, activation):
+@pytest.mark.parametrize("pattern", ["random", "none", "first_and_last"])
+def test_fused_loop_matches_autograd_values_and_gradients(mode, activation, pattern):
     torch.manual_seed(0)
     fused = CfC(5, 12, mode=mode, backbone_units=16, backbone_activation=activation, proj_size=3)
     reference = copy.deepcopy(fused)
@@ -20,8 +35,7 @@ def test_fused_loop_matches_autograd_values_and_gradients(mode, activation):
         cell.use_fused_loop = False
     x = torch.randn(4, 9, 5)
     dt = torch.rand(4, 9)
-    resets = torch.rand(4, 9) < 0.2
-    resets[0, 3] = True
+    resets = _resets(pattern)
     results = []
     for model in (fused, reference):
         h0 = torch.randn(1, 4, 12, generator=torch.Generator().manual_seed(1)).requires_grad_()

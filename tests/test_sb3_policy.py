@@ -283,3 +283,31 @@ def test_save_is_atomic_and_keeps_the_previous_file_on_failure(tmp_path, monkeyp
         model.save(target)
     assert target.read_bytes() == before  # the old checkpoint is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.zip"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    ("optimizer_kwargs", "expected"),
+    [
+        (None, {"eps": 1e-5, "foreach": True}),  # SB3's Adam default, plus the multi-tensor update
+        ({"eps": 1e-3}, {"eps": 1e-3, "foreach": True}),  # given kwargs are kept (no eps added, as SB3)
+        ({"foreach": False}, {"foreach": False}),  # an explicit choice wins
+        ({"fused": False}, {"fused": False}),
+    ],
+)
+def test_optimizer_defaults_to_the_multi_tensor_update(optimizer_kwargs, expected) -> None:
+    model = _model(optimizer_kwargs=optimizer_kwargs)
+    assert model.policy.optimizer_kwargs == expected
+    group = model.policy.optimizer.param_groups[0]
+    for key, value in expected.items():
+        assert group[key] == value
+
+
+def test_multi_tensor_optimizer_trains_the_same_parameters_as_the_per_tensor_loop() -> None:
+    """The foreach default is a speed choice only: the learned parameters are bit for bit the same."""
+    params = []
+    for optimizer_kwargs in (None, {"eps": 1e-5, "foreach": False}):
+        model = _model(optimizer_kwargs=optimizer_kwargs)
+        model.learn(64)
+        params.append([p.detach().clone() for p in model.policy.parameters()])
+    for default, per_tensor in zip(*params, strict=True):
+        assert th.equal(default, per_tensor)

@@ -327,9 +327,6 @@ class CfCCell(LiquidCell):
         self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """x (B, T, in), h (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), h_T)."""
-        # Per-step views (see split_steps: never index [:, t] in a differentiable loop).
-        dts = split_steps(dt.unsqueeze(-1), 1)  # T x (B, 1)
-        keeps = [None] * x.shape[1] if keep is None else split_steps(keep.unsqueeze(-1), 1)
         blocks = list(self.blocks)
         weights, plans = cached_when_inference(self, lambda: self._loop_weights(blocks))
         if self._fusable(plans[0], dt, keep):
@@ -345,6 +342,9 @@ class CfCCell(LiquidCell):
                 self.mode == "no_gate",
             ).transpose(0, 1)
             return states, states[:, -1]
+        # Per-step views (see split_steps: never index [:, t] in a differentiable loop).
+        dts = split_steps(dt.unsqueeze(-1), 1)  # T x (B, 1)
+        keeps = [None] * x.shape[1] if keep is None else split_steps(keep.unsqueeze(-1), 1)
         # The first block's input part for all steps at once, then per step: T x (B, out).
         pre_x0 = split_steps(torch.nn.functional.linear(x, weights[0][0], weights[0][1]), 1)
         outputs = []
