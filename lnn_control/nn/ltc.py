@@ -80,7 +80,8 @@ class LTCCell(LiquidCell):
         max_step: longest substep in the units of dt, or None for exactly ``unfolds`` substeps.
         epsilon: added to the semi-implicit denominator (times the substep), as in the reference.
         freeze_recurrent: reservoir mode, only the output mapping (the readout) trains.
-        sparse: sum synapses over an edge list (True), a dense matrix (False), or choose by density (None).
+        sparse: the torch loop sums synapses over an edge list (True), a dense matrix (False), or chooses by
+            density (None). The compiled kernel always visits only the existing synapses.
     """
 
     def __init__(
