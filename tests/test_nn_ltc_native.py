@@ -156,11 +156,15 @@ def test_tracing_runs_the_torch_loop():
         torch.testing.assert_close(traced(x, dt), model(x, dt=dt)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_a_failing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
+@pytest.mark.parametrize("compiler", ["failing", "missing"])
+def test_without_a_working_compiler_the_torch_loop_runs_after_a_warning(compiler, monkeypatch, tmp_path):
     monkeypatch.setattr(ltc_native, "_library", None)
     monkeypatch.setattr(ltc_native, "_load_failed", False)
     monkeypatch.setenv("LNN_CONTROL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CC", "false")  # exists and always fails
+    if compiler == "failing":
+        monkeypatch.setenv("CC", "false")  # exists and always fails
+    else:
+        monkeypatch.setattr(ltc_native, "_compiler", lambda: None)
     model = make("dense", torch.float32)
     x, dt, _, h0 = batch_inputs(model, torch.float32)
     with pytest.warns(UserWarning, match="compiled LTC kernel unavailable"):

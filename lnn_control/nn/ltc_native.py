@@ -54,7 +54,9 @@ _FLAGS = (
 _library: ctypes.CDLL | None = None
 _load_failed = False
 _enabled = os.environ.get("LNN_CONTROL_NATIVE_LTC", "1") != "0"
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (owning process id, pool): a forked child makes its own
+_pool: tuple[int, int, ThreadPoolExecutor] | None = (
+    None  # (process id, workers, pool): a forked child makes its own
+)
 
 
 def _cache_dir() -> Path:
@@ -105,10 +107,9 @@ def _load() -> ctypes.CDLL | None:
     if _library is not None or _load_failed:
         return _library
     compiler = _compiler()
-    if compiler is None:
-        _load_failed = True
-        return None
     try:
+        if compiler is None:
+            raise OSError("no C compiler found ($CC, cc, gcc or clang)")
         library = ctypes.CDLL(str(_build(compiler)))
         _declare(library)
     except (OSError, subprocess.SubprocessError, AttributeError) as error:
@@ -168,9 +169,10 @@ def _run_slices(calls: list) -> None:
     if len(calls) == 1:
         results = [calls[0]()]
     else:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers < len(calls):
-            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="lnn-ltc"))
-        results = list(_pool[1].map(lambda call: call(), calls))
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(calls):
+            pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="lnn-ltc")
+            _pool = (os.getpid(), len(calls), pool)
+        results = list(_pool[2].map(lambda call: call(), calls))
     if any(results):
         raise MemoryError("the compiled LTC kernel could not allocate its work buffer")
 
