@@ -261,10 +261,8 @@ class LTCCell(LiquidCell):
             "conductance": gleak + self.epsilon,  # (H,): the reference adds epsilon to the denominator
         }
         if native:  # per existing synapse, in CSR order by postsynaptic neuron (so no mask)
-            derived["synapses"] = self._csr_synapses("", self.csr_rowptr, self.csr_pre, self.csr_post)
-            derived["sensory_synapses"] = self._csr_synapses(
-                "sensory_", self.sensory_csr_rowptr, self.sensory_csr_pre, self.sensory_csr_post
-            )
+            derived["synapses"] = self._csr_synapses("")
+            derived["sensory_synapses"] = self._csr_synapses("sensory_")
             return derived
         derived["sensory_w"] = self.positive("sensory_w") * self.sensory_mask  # (in, H)
         w = self.positive("w") * self.mask
@@ -282,8 +280,9 @@ class LTCCell(LiquidCell):
             derived["synapse_weights"] = (w * self.erev, w)
         return derived
 
-    def _csr_synapses(self, prefix: str, rowptr: Tensor, pre: Tensor, post: Tensor) -> ltc_native.Synapses:
+    def _csr_synapses(self, prefix: str) -> ltc_native.Synapses:
         """The kernel's view of the recurrent (prefix "") or sensory ("sensory_") synapses."""
+        rowptr, pre, post = (getattr(self, f"{prefix}csr_{name}") for name in ("rowptr", "pre", "post"))
         sigma = getattr(self, prefix + "sigma")[pre, post]
         w = self.positive(prefix + "w")[pre, post]
         neg_sigma_mu = -sigma * getattr(self, prefix + "mu")[pre, post]
