@@ -28,7 +28,7 @@ AGENTS: list[tuple[str, str, dict, dict]] = [
     ("RecurrentPPO LSTM 64 (actor+critic LSTMs)", "ppo-lstm", {}, {}),
     ("LiquidPPO CfC 64 (shared)", "liquid-ppo-cfc", {}, {}),
     ("LiquidPPO CfC 64 (shared, seq_len 16)", "liquid-ppo-cfc", {}, {"seq_len": 16}),
-    ("LiquidPPO CfC 64 (separate critic)", "liquid-ppo-cfc", {"shared_recurrence": False}, {}),
+    ("LiquidPPO CfC 64 (separate critic)", "liquid-ppo-cfc", {"critic": "separate"}, {}),
     ("LiquidPPO LTC 64 (shared)", "liquid-ppo-ltc", {"units": 64}, {}),
     ("LiquidPPO LSTM 64 (shared)", "liquid-ppo-cfc", {"cell": "lstm", "cell_kwargs": {}}, {}),
     ("LiquidPPO CfC-NCP 48 (shared)", "liquid-ppo-ncp", {}, {}),

@@ -123,13 +123,16 @@ def test_export_from_saved_files_after_training(tmp_path: Path) -> None:
 
 def test_ltc_max_step_is_exact_up_to_max_dt(tmp_path: Path) -> None:
     """Per-sample substep counts under a fixed bound: exact for every dt <= max_dt, a batch mixing counts."""
-    model = _model(cell="ltc", cell_kwargs=dict(unfolds=2, max_step=0.01))
+    # max_step is in the cores' time units: the env's nominal period, 0.05 s, so 0.2 units = 0.01 s.
+    model = _model(cell="ltc", cell_kwargs=dict(unfolds=2, max_step=0.2))
     with pytest.raises(ValueError, match="max_dt must be a positive number"):
         build_actor(model, max_dt=-1.0)
     _, meta = build_actor(model, max_dt=0.08)
     assert meta.cell_config["max_substeps"] == 8 and meta.max_dt == 0.08
     paths = export_policy(model, tmp_path, formats=("onnx",), max_dt=0.08)
-    assert json.loads(paths["onnx_sidecar"].read_text())["dt"]["max_exact"] == 0.08
+    sidecar_dt = json.loads(paths["onnx_sidecar"].read_text())["dt"]
+    assert sidecar_dt["max_exact"] == 0.08
+    assert sidecar_dt["time_unit"] == pytest.approx(0.05)  # the training env's nominal period
     session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
     dts = np.array([0.0, 0.004, 0.02, 0.0333, 0.08], dtype=np.float32)  # 2 .. 8 substeps, and dt = 0
     obs = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)

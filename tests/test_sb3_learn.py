@@ -122,7 +122,9 @@ def test_dict_observations_with_multi_input_policy() -> None:
             np.testing.assert_allclose(log_prob.numpy(), batch.old_log_prob.numpy(), rtol=1e-4, atol=1e-4)
     model.learn(64)
     obs = env.reset()
-    actions, state = model.predict(obs, deterministic=True)
+    actions, state = model.predict(
+        obs, deterministic=True, dt=np.array([0.01, 0.02])
+    )  # trained on irregular dt
     assert actions.shape == (2, 2) and state.shape[1] == 2
 
 

@@ -39,7 +39,14 @@ def _sequence(steps: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray, n
 
 @pytest.mark.parametrize(
     ("cell", "kwargs"),
-    [("cfc", {}), ("ltc", {}), ("lstm", {}), ("gru", {}), ("cfc", {"shared_recurrence": False})],
+    [
+        ("cfc", {}),
+        ("ltc", {}),
+        ("lstm", {}),
+        ("gru", {}),
+        ("cfc", {"critic": "separate"}),
+        ("cfc", {"critic": "shared"}),
+    ],
 )
 def test_predict_with_carried_state_equals_sequence_evaluation(cell: str, kwargs: dict) -> None:
     model = _model(cell, **kwargs)
@@ -101,7 +108,7 @@ def test_state_resets_at_episode_starts(cell: str) -> None:
     "policy_kwargs",
     [
         dict(cell="cfc", units=12, wiring="ncp", wiring_kwargs=dict(output_size=4, seed=5)),
-        dict(cell="ltc", units=8, shared_recurrence=False),
+        dict(cell="ltc", units=8, critic="separate"),
         dict(cell="lstm", units=8),
     ],
 )
@@ -200,7 +207,10 @@ def _policy(**kwargs) -> LiquidActorCriticPolicy:
         (dict(units=32, wiring=AutoNCP(16, 4)), "has 16 neurons but units=32"),
         (dict(wiring=object()), "wiring must be None, one of"),
         (dict(wiring="ncp", wiring_kwargs=dict(output_size=4, fanout=2)), r"key\(s\) \['fanout'\]"),
-        (dict(shared_recurrence=True, share_features_extractor=False), "shared_recurrence=True needs"),
+        (dict(critic="shared", share_features_extractor=False), "critic='shared' needs"),
+        (dict(critic="both"), "critic must be one of"),
+        (dict(critic="shared", shared_recurrence=False), "contradicts"),
+        (dict(time_unit=0.0), "time_unit must be a positive"),
     ],
 )
 def test_wrong_policy_kwargs_raise_clear_errors(kwargs: dict, message: str) -> None:

@@ -16,11 +16,12 @@ State layout (``H_total = num_layers * state_size``): ``h[:, l * S:(l + 1) * S]`
 policy's (num_layers, B, S) actor state transposed to (B, num_layers, S) and flattened. Within a layer: CfC
 unwired: the neurons; CfC with a wiring: the wiring layers' neurons in layer order (NCP: inter, command,
 motor); LTC: the neurons by wiring id (motor neurons first); LSTM: ``[h, c]``; GRU: ``h``.
-``dt`` is in seconds.
+``dt`` is in seconds; the cores integrate ``dt / time_unit`` (the policy's time unit, by default the training
+env's nominal control period; see :mod:`lnn_control.sb3.policies`), divided inside the step.
 
 LTC with ``max_step`` takes ``ceil(dt / max_step)`` substeps (at least ``unfolds``), a data-dependent count.
-The exported step uses a fixed upper bound ``K = max(unfolds, ceil(max_dt / max_step))``: each sample runs
-its own count of substeps and zero-length substeps after that (exact: a zero-length substep leaves the state
+The exported step uses a fixed upper bound ``K = max(unfolds, ceil(max_dt / time_unit / max_step))``: each
+sample runs its own count of substeps and zero-length substeps after that (exact: a zero-length substep leaves the state
 unchanged), so the export is exact for every ``dt <= max_dt``; a longer dt takes K substeps of ``dt / K``.
 """
 
@@ -64,6 +65,7 @@ class ActorMeta:
     action_postprocess: str
     obs_normalization: dict[str, Any] | None
     obs_shape: list[int] = field(default_factory=list)
+    time_unit: float = 1.0
 
     @property
     def state_dim(self) -> int:
@@ -90,8 +92,9 @@ class ActorMeta:
                 "units": "seconds",
                 "nominal": self.nominal_dt,
                 "max_exact": self.max_dt,
+                "time_unit": self.time_unit,
                 "meaning": "time elapsed since the previous observation; the first step after a reset "
-                "uses the nominal dt",
+                "uses the nominal dt; the cores integrate dt / time_unit (applied inside the artefact)",
             },
             "observation": {"names": self.obs_names, "normalization": self.obs_normalization},
             "action": {
@@ -120,6 +123,7 @@ class ActorStep(nn.Module):
         action_low, action_high: (n_act,) bounds for ``postprocess`` "clip" or "tanh_rescale".
         postprocess: "clip", "tanh_rescale" or "none".
         max_dt: for LTC with ``max_step``: the largest dt (s) the step stays exact for (see module doc).
+        time_unit: seconds per time unit of the core: the step feeds it ``dt / time_unit``.
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class ActorStep(nn.Module):
         action_high: np.ndarray | None = None,
         postprocess: str = "none",
         max_dt: float | None = None,
+        time_unit: float = 1.0,
     ) -> None:
         super().__init__()
         if postprocess not in POSTPROCESS:
@@ -155,6 +160,8 @@ class ActorStep(nn.Module):
         self.state_size = int(self.core.state_size)
         self.is_liquid = isinstance(self.core, LiquidRNN)
         self.max_dt = None if max_dt is None else float(max_dt)
+        self.time_unit = _check_dt_value("time_unit", time_unit)
+        self.register_buffer("dt_unit", torch.tensor(self.time_unit, dtype=torch.float32))
         self.ltc_substeps = self._bound_ltc_substeps()
         self.requires_grad_(False)  # an inference-only copy: tracers may then fold derived weights
         act_dim = self._output_dim()
@@ -195,7 +202,7 @@ class ActorStep(nn.Module):
                     f"an LTC with max_step={cell.max_step} takes a dt-dependent number of substeps; give "
                     f"max_dt (s, > 0), the longest dt the export must be exact for, got {self.max_dt!r}"
                 )
-            k_max = max(cell.unfolds, math.ceil(self.max_dt / cell.max_step - 1e-9))
+            k_max = max(cell.unfolds, math.ceil(self.max_dt / self.time_unit / cell.max_step - 1e-9))
             cell._substeps = types.MethodType(_bounded_substeps(k_max), cell)
             bound = k_max
         return bound
@@ -215,6 +222,7 @@ class ActorStep(nn.Module):
     def forward(self, obs: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
         """obs (B, n_obs), h (B, H_total), dt (B, 1) in seconds -> action (B, n_act), h' (B, H_total)."""
         x = obs
+        dt = dt / self.dt_unit
         if self.normalize:
             x = torch.clamp((x - self.obs_mean) / self.obs_std, -self.clip_obs, self.clip_obs)
         if self.extractor is not None:
@@ -409,6 +417,7 @@ def actor_from_model(
         action_high=act_space.high,
         postprocess=postprocess,
         max_dt=max_dt,
+        time_unit=_policy_time_unit(policy),
     )
     meta = _meta(actor, nominal_dt, obs_names, act_space.low, act_space.high, postprocess, normalization)
     return actor, meta
@@ -481,7 +490,19 @@ def _meta(
         action_postprocess=postprocess,
         obs_normalization=normalization,
         obs_shape=list(actor.obs_shape),
+        time_unit=actor.time_unit,
     )
+
+
+def _policy_time_unit(policy: Any) -> float:
+    """The policy's time unit (s); a policy whose unit was never resolved (no env yet) has none to export."""
+    unit = float(policy.time_unit)
+    if not math.isfinite(unit):
+        raise ValueError(
+            "the policy's time_unit is not set (it comes from the training env's nominal period when "
+            "LiquidPPO is built with an env); build or load the model with its env, or pass time_unit"
+        )
+    return unit
 
 
 def _default_max_dt(core: nn.Module, nominal_dt: float, max_dt: float | None) -> float | None:

@@ -556,6 +556,8 @@ def generate_c(actor: ActorStep, meta: ActorMeta, prefix: str = "policy") -> tup
         f"for (int i = 0; i < {n_obs}; ++i) if (!isfinite(obs[i])) return -1;",
         "if (!(dt >= 0.0f) || !isfinite(dt)) return -2;",
     )
+    if actor.is_liquid and actor.time_unit != 1.0:
+        prog.emit(f"dt = dt / {_lit(actor.time_unit)}; /* the cores integrate dt in time units */")
     if actor.normalize:
         mean = prog.const("obs_mean", actor.obs_mean)
         std = prog.const("obs_std", actor.obs_std)

@@ -35,7 +35,16 @@ from lnn_control.runs.errors import RunError
 from lnn_control.runs.layout import RunDir
 from lnn_control.runs.signals import GracefulStop, exit_code
 
-__all__ = ["BACKENDS", "SweepResult", "SweepRun", "plan_sweep", "run_one", "run_sweep"]
+__all__ = [
+    "BACKENDS",
+    "SweepPlan",
+    "SweepResult",
+    "SweepRun",
+    "plan_sweep",
+    "run_one",
+    "run_sweep",
+    "run_sweeps",
+]
 
 BACKENDS = ("local", "ray")
 _POLL_S = 0.5
@@ -187,6 +196,16 @@ def _describe(outcome: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """One sweep of :func:`run_sweeps`: the runs of ``plan_sweep(base, seeds, grid)`` in folder ``out``."""
+
+    base: RunSpec
+    seeds: Sequence[int]
+    grid: dict[str, list[Any]]
+    out: Path
+
+
 def run_sweep(
     base: RunSpec,
     seeds: Sequence[int],
@@ -211,6 +230,25 @@ def run_sweep(
             ``workers`` CPUs.
         log: where progress lines go.
     """
+    plan = SweepPlan(base, list(seeds), grid, Path(out))
+    return run_sweeps([plan], workers=workers, backend=backend, ray_address=ray_address, log=log)[0]
+
+
+def run_sweeps(
+    plans: Sequence[SweepPlan],
+    *,
+    workers: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    log: Callable[[str], None] = print,
+    seed_major: bool = False,
+) -> list[SweepResult]:
+    """Several sweeps (each in its own folder, e.g. one per task and agent) as one pool of runs.
+
+    Arguments as :func:`run_sweep`; ``seed_major`` queues every sweep's first seed before any second seed, so
+    that a suite stopped part-way has one seed of every configuration rather than all seeds of a few.
+    Each sweep is resumable on its own, as with :func:`run_sweep`.
+    """
     if backend not in BACKENDS:
         raise RunError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -220,24 +258,48 @@ def run_sweep(
             import ray  # noqa: F401
         except ImportError as exc:
             raise RunError("the ray backend needs Ray: pip install 'lnn-control[cluster]'") from exc
-    runs = plan_sweep(base, seeds, grid)
-    out = Path(out)
-    _check_plan(out, _plan_record(base, seeds, grid))
-    jobs = [(dataclasses.asdict(r.spec), str(out / r.name)) for r in runs]
-    log(f"sweep: {len(runs)} runs ({len(seeds)} seeds x {len(runs) // len(seeds)} grid points) -> {out}")
+    planned = [(plan, plan_sweep(plan.base, plan.seeds, plan.grid)) for plan in plans]
+    outs = [Path(plan.out) for plan in plans]
+    if len(set(outs)) != len(outs):
+        raise RunError("each sweep of run_sweeps needs its own folder")
+    for plan, _ in planned:
+        _check_plan(Path(plan.out), _plan_record(plan.base, plan.seeds, plan.grid))
+    ordered = [(plan, run) for plan, runs in planned for run in runs]
+    if seed_major:
+        ordered.sort(key=lambda item: list(item[0].seeds).index(item[1].spec.seed))  # stable sort
+    jobs = [(dataclasses.asdict(run.spec), str(Path(plan.out) / run.name)) for plan, run in ordered]
+    single = len(plans) == 1
+    labels = {path: Path(path).name if single else "/".join(Path(path).parts[-3:]) for _, path in jobs}
+    if single:
+        seeds = plans[0].seeds
+        runs = planned[0][1]
+        points = len(runs) // len(seeds)
+        log(f"sweep: {len(runs)} runs ({len(seeds)} seeds x {points} grid points) -> {outs[0]}")
+    else:
+        log(f"sweeps: {len(jobs)} runs in {len(plans)} folders")
     with GracefulStop() as stop:
         if backend == "local":
-            outcomes = _run_local(jobs, workers or os.cpu_count() or 1, stop, log)
+            outcomes = _run_local(jobs, workers or os.cpu_count() or 1, stop, log, labels)
         else:
-            outcomes = _run_ray(jobs, workers, ray_address, stop, log)
-    comparison = None
-    if any((out / r.name / "eval.csv").is_file() for r in runs):
-        comparison = compare_runs([out], out=out / "curves.png", markdown=out / "summary.md")
-    return SweepResult(out, outcomes, comparison, stop.requested)
+            outcomes = _run_ray(jobs, workers, ray_address, stop, log, labels)
+    by_path = dict(zip((path for _, path in jobs), outcomes, strict=True))
+    results = []
+    for plan, runs in planned:
+        out = Path(plan.out)
+        comparison = None
+        if any((out / r.name / "eval.csv").is_file() for r in runs):
+            comparison = compare_runs([out], out=out / "curves.png", markdown=out / "summary.md")
+        mine = [by_path[str(out / r.name)] for r in runs]
+        results.append(SweepResult(out, mine, comparison, stop.requested))
+    return results
 
 
 def _run_local(
-    jobs: list[tuple[dict[str, Any], str]], workers: int, stop: GracefulStop, log: Callable[[str], None]
+    jobs: list[tuple[dict[str, Any], str]],
+    workers: int,
+    stop: GracefulStop,
+    log: Callable[[str], None],
+    labels: dict[str, str],
 ) -> list[dict[str, Any]]:
     ctx = multiprocessing.get_context("spawn")
     event = ctx.Event()
@@ -247,21 +309,21 @@ def _run_local(
         with cf.ProcessPoolExecutor(
             max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(event,)
         ) as pool:
-            futures = {pool.submit(run_one, spec, path): Path(path).name for spec, path in jobs}
+            futures = {pool.submit(run_one, spec, path): path for spec, path in jobs}
             outcomes: dict[str, dict[str, Any]] = {}
             pending = set(futures)
             while pending:
                 done, pending = cf.wait(pending, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    name = futures[future]
+                    path = futures[future]
                     if future.cancelled():
-                        outcomes[name] = {"name": name, "status": "not started"}
+                        outcomes[path] = _not_started(path)
                         continue
                     try:
-                        outcomes[name] = future.result()
+                        outcomes[path] = future.result()
                     except Exception as exc:  # a worker died (killed, out of memory)
-                        outcomes[name] = {"name": name, "status": "failed", "error": repr(exc)}
-                    log(_describe(outcomes[name]))
+                        outcomes[path] = {"name": Path(path).name, "status": "failed", "error": repr(exc)}
+                    log(_describe(_labelled(outcomes[path], path, labels)))
                 if stop.requested is not None and not event.is_set():
                     event.set()
                     for future in pending:
@@ -271,7 +333,15 @@ def _run_local(
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = previous
-    return [outcomes.get(Path(p).name, {"name": Path(p).name, "status": "not started"}) for _, p in jobs]
+    return [_labelled(outcomes.get(p, _not_started(p)), p, labels) for _, p in jobs]
+
+
+def _not_started(path: str) -> dict[str, Any]:
+    return {"name": Path(path).name, "status": "not started"}
+
+
+def _labelled(outcome: dict[str, Any], path: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {**outcome, "name": labels.get(path, outcome["name"])}
 
 
 def _run_ray(
@@ -280,6 +350,7 @@ def _run_ray(
     address: str | None,
     stop: GracefulStop,
     log: Callable[[str], None],
+    labels: dict[str, str],
 ) -> list[dict[str, Any]]:
     import ray
 
@@ -301,25 +372,25 @@ def _run_ray(
         while waiting or in_flight:
             while waiting and len(in_flight) < limit and stop.requested is None:
                 spec, path = waiting.pop(0)
-                in_flight[remote.remote(spec, path)] = Path(path).name
+                in_flight[remote.remote(spec, path)] = path
             if stop.requested is not None:
                 waiting.clear()
             if not in_flight:
                 break
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=_POLL_S)
             for ref in done:
-                name = in_flight.pop(ref)
+                path = in_flight.pop(ref)
                 try:
-                    outcomes[name] = ray.get(ref)
+                    outcomes[path] = ray.get(ref)
                 except ray.exceptions.TaskCancelledError:
-                    outcomes[name] = {"name": name, "status": "not started"}
+                    outcomes[path] = _not_started(path)
                 except Exception as exc:  # the task's worker died
-                    outcomes[name] = {"name": name, "status": "failed", "error": repr(exc)}
-                log(_describe(outcomes[name]))
+                    outcomes[path] = {"name": Path(path).name, "status": "failed", "error": repr(exc)}
+                log(_describe(_labelled(outcomes[path], path, labels)))
             if stop.requested is not None:
                 for ref in in_flight:
                     ray.cancel(ref)  # KeyboardInterrupt in the task; the run saves a checkpoint
     finally:
         if started_here:
             ray.shutdown()
-    return [outcomes.get(Path(p).name, {"name": Path(p).name, "status": "not started"}) for _, p in jobs]
+    return [_labelled(outcomes.get(p, _not_started(p)), p, labels) for _, p in jobs]

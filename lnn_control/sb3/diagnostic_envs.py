@@ -2,6 +2,9 @@
 
 - :class:`CueMemoryEnv`: a cue shown only at the first step must be recalled at the last one; a
   feed-forward policy cannot beat chance (mean return 0), a recurrent one can reach 1.
+- :class:`CueHoldEnv`: continuous control with memory: a cue shown only at the first step must be held as
+  the action for the next ``hold`` steps, each paying ``-(action - cue)^2``; a feed-forward policy's best is
+  the action 0 (return ``-hold``), a recurrent one can reach 0.
 - :class:`IrregularClockEnv`: random observations, episodes of random length, and a distinctive, irregular
   ``info["dt"]`` per step (and per env through ``dt_offset``), to check that time steps reach the policy.
 """
@@ -56,6 +59,45 @@ class CueMemoryEnv(gym.Env):
             reward = 1.0 if (2.0 * float(int(action)) - 1.0) == self._cue else -1.0
         self._t += 1
         return self._obs(), reward, last, False, {"dt": self.dt}
+
+
+class CueHoldEnv(gym.Env):
+    """Hold a cue from memory as a continuous action.
+
+    Observation (2,): ``[cue, is_first]`` where ``cue`` in {-1, +1} is shown at the first step only (0
+    afterwards). Action: Box(1) in [-1, 1]. Reward: 0 at the first step, then ``-(action - cue)^2`` at each of
+    the ``hold`` following steps. Episodes last ``hold + 1`` steps (terminated). ``info["dt"]`` is ``dt``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
+
+    def __init__(self, hold: int = 11, dt: float = 0.02) -> None:
+        if hold < 1:
+            raise ValueError(f"hold must be >= 1, got {hold}")
+        self.hold = hold
+        self.dt = dt
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self._cue = 1.0
+        self._t = 0
+
+    def _obs(self) -> np.ndarray:
+        first = self._t == 0
+        return np.array([self._cue if first else 0.0, float(first)], dtype=np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._cue = float(self.np_random.choice([-1.0, 1.0]))
+        self._t = 0
+        return self._obs(), {"dt": self.dt}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action_value = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        reward = 0.0 if self._t == 0 else -((action_value - self._cue) ** 2)
+        self._t += 1
+        return self._obs(), reward, self._t > self.hold, False, {"dt": self.dt}
 
 
 class IrregularClockEnv(gym.Env):

@@ -43,7 +43,9 @@ class LiquidPPO(OnPolicyAlgorithm):
     What differs from PPO:
 
     - each env's recurrent state is carried through the rollout and stored (the state before each step);
-    - the actor integrates each env's own ``info["dt"]`` (see :mod:`lnn_control.sb3.timing`);
+    - the actor integrates each env's own ``info["dt"]`` (see :mod:`lnn_control.sb3.timing`), in units of the
+      training env's nominal control period (``policy.time_unit``);
+    - the critic reads the actor's core detached by default (``policy_kwargs=dict(critic=...)``);
     - training runs whole chunks of ``seq_len`` consecutive steps of one env, each from its stored state,
       with episode starts handled inside the chunk: no padding, constant minibatch shape;
     - truncated episodes are bootstrapped with the value of the terminal observation computed from that
@@ -186,6 +188,8 @@ class LiquidPPO(OnPolicyAlgorithm):
         nominal = self._dt_tracker.mean_nominal()
         if nominal is not None:
             self.policy.default_dt.fill_(nominal)
+        if th.isnan(self.policy.time_unit):  # first env of this policy: its period becomes the time unit
+            self.policy.time_unit.fill_(1.0 if nominal is None else nominal)
         self._last_dts = self._dt_tracker.start_dts()
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
@@ -295,6 +299,8 @@ class LiquidPPO(OnPolicyAlgorithm):
                 actions = actions.reshape(-1, 1)
 
             next_dts, step_dts = self._dt_tracker.step(infos, dones)
+            if self._dt_tracker.irregular and not self.policy.irregular_timing:
+                self.policy.irregular_timing.fill_(True)
             truncated, terminal_values = self._terminal_values(infos, dones, new_states, step_dts)
             rewards = rewards.astype(np.float32, copy=True)
             rewards[truncated] += self.gamma * terminal_values

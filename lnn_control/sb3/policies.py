@@ -4,17 +4,34 @@ Data flow (per step, batched over environments, or over sequence chunks in train
 
     obs -> features extractor -> recurrent core (CfC | LTC | LSTM | GRU, integrates dt) -> latent
         -> pi MLP -> action distribution          (actor)
-        -> vf MLP -> value                        (critic: same core, or its own core when not shared)
+        -> vf MLP -> value                        (critic: see ``critic`` below)
+
+The critic arrangement (``critic=``), as in sb3-contrib's RecurrentPPO:
+
+- ``"detached"`` (default): one core; the critic head reads the actor's latent through ``.detach()``, so the
+  value loss trains the critic head only and never the core (RecurrentPPO's ``shared_lstm=True``).
+- ``"separate"``: the critic has its own core of the same architecture (RecurrentPPO's default). Twice the
+  recurrent cost.
+- ``"shared"``: one core trained by both losses. The value loss can swamp the core's memory: a CfC that learns
+  a cue-recall task with either of the other two never learns it this way (tests/test_sb3_memory.py).
 
 State convention: one tensor ``state`` of shape (num_layers, B, state_size). With a separate critic core,
 ``state`` is the concatenation ``[actor_state, critic_state]`` along the last axis. The state passed in is
 the state *before* the step; ``episode_starts`` (B, T) zeroes it in-sequence before the flagged steps, and
 ``dt`` (B, T) is the time in seconds since the previous observation, per sample and per step.
+
+Time unit: the cores see ``dt / time_unit``, where ``time_unit`` (s) defaults to the training env's nominal
+control period, so that a core steps about one of its time units per control step, the regime its
+initialisation (ncps's) is made for. The scaling is linear, so an LTC keeps its physical meaning (dt = 0
+leaves the state unchanged; two steps of dt/2 equal one of dt up to solver error). ``time_unit`` is a buffer,
+saved with the policy and applied by every export.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,6 +49,8 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring
+
+CRITICS = ("detached", "separate", "shared")
 
 
 def _kwarg_names() -> list[str]:
@@ -60,6 +79,39 @@ def _default_optimizer_kwargs(
     return kwargs
 
 
+def resolve_critic(critic: str | None, shared_recurrence: bool | None = None) -> str:
+    """The critic arrangement from ``critic`` and the deprecated ``shared_recurrence`` flag."""
+    if shared_recurrence is not None:
+        legacy = "shared" if shared_recurrence else "separate"
+        if critic is not None and critic != legacy:
+            raise ValueError(
+                f"shared_recurrence={shared_recurrence!r} contradicts critic={critic!r}; give critic only"
+            )
+        warnings.warn(
+            f"shared_recurrence is deprecated; use critic={legacy!r} (or critic='detached', the default: one "
+            "core that the value loss does not train)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        critic = legacy
+    if critic is None:
+        return "detached"
+    if not isinstance(critic, str) or critic not in CRITICS:
+        raise ValueError(f"critic must be one of {CRITICS}, got {critic!r}")
+    return critic
+
+
+def check_time_unit(value: Any) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        unit = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"time_unit must be a positive number of seconds, got {value!r}") from None
+    if not (unit > 0 and math.isfinite(unit)):
+        raise ValueError(f"time_unit must be a positive number of seconds, got {value!r}")
+    return unit
+
+
 class LiquidActorCriticPolicy(ActorCriticPolicy):
     """Actor-critic policy with a liquid (or LSTM/GRU) recurrent core between features and heads.
 
@@ -74,8 +126,11 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         wiring_kwargs: arguments of a named wiring (see :func:`~lnn_control.sb3.recurrence.make_wiring`).
         cell_kwargs: further options of the cell (CfC: mode, backbone_units, ...; LTC: solver, unfolds,
             max_step, ...; all: num_layers).
-        shared_recurrence: True (default): one core feeds actor and critic, trained by both losses.
-            False: the critic has its own core of the same architecture (separately initialised).
+        critic: how the critic reads the recurrence: ``"detached"`` (default), ``"separate"`` or
+            ``"shared"`` (module docstring).
+        shared_recurrence: deprecated: ``True`` is ``critic="shared"``, ``False`` is ``critic="separate"``.
+        time_unit: seconds per time unit of the cores (they integrate ``dt / time_unit``); None: the training
+            env's nominal control period, set by LiquidPPO when it builds the policy (1.0 if unknown).
         freeze_recurrent: reservoir mode: recurrent and input weights keep their random init; only the
             heads (and a liquid cell's readout) train.
     """
@@ -104,7 +159,9 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         wiring: Any = None,
         wiring_kwargs: dict[str, Any] | None = None,
         cell_kwargs: dict[str, Any] | None = None,
-        shared_recurrence: bool = True,
+        critic: str | None = None,
+        shared_recurrence: bool | None = None,
+        time_unit: float | None = None,
         freeze_recurrent: bool = False,
         **unknown: Any,
     ) -> None:
@@ -114,16 +171,18 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
             )
         if not isinstance(cell, str) or cell.lower() not in CELLS:
             raise ValueError(f"Unknown cell {cell!r}; expected one of {CELLS}")
-        if shared_recurrence and not share_features_extractor:
+        critic = resolve_critic(critic, shared_recurrence)
+        if critic != "separate" and not share_features_extractor:
             raise ValueError(
-                "shared_recurrence=True needs share_features_extractor=True (one core, one input)"
+                f"critic={critic!r} needs share_features_extractor=True (one core, one input); "
+                "use critic='separate' for separate feature extractors"
             )
         self.cell = cell.lower()
         self.units = check_units(units)
         self.wiring_spec = wiring
         self.wiring_kwargs = dict(wiring_kwargs or {})
         self.cell_kwargs = dict(cell_kwargs or {})
-        self.shared_recurrence = bool(shared_recurrence)
+        self.critic = critic
         self.freeze_recurrent = bool(freeze_recurrent)
         # Resolve the wiring now: bad sizes fail before any network is built.
         self._wiring = make_wiring(wiring, self.units, self.wiring_kwargs)
@@ -151,6 +210,36 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         )
         # Nominal control period (s) used by ``predict`` when no dt is given; LiquidPPO sets it from the env.
         self.register_buffer("default_dt", th.tensor(1.0))
+        # Seconds per time unit of the cores (NaN until LiquidPPO resolves it from the env).
+        self.register_buffer(
+            "time_unit", th.tensor(math.nan if time_unit is None else check_time_unit(time_unit))
+        )
+        # 1 once training has seen a dt differ from the nominal period: ``predict`` then needs a dt.
+        self.register_buffer("irregular_timing", th.tensor(False))
+
+    @property
+    def shared_recurrence(self) -> bool:
+        """Deprecated view of :attr:`critic`: True when actor and critic read one core."""
+        return self.critic != "separate"
+
+    def _load_from_state_dict(  # type: ignore[override]
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: Any,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
+        """Checkpoints from before ``time_unit``/``irregular_timing`` load with the behaviour they were
+        trained under: cores integrated dt in seconds (time unit 1 s), timing unknown (treated as regular)."""
+        for name, old_value in (("time_unit", 1.0), ("irregular_timing", False)):
+            if prefix + name not in state_dict:
+                state_dict = {**state_dict, prefix + name: th.tensor(old_value)}
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     # ------------------------------------------------------------------------------------------- building
     def _make_core(self) -> nn.Module:
@@ -167,7 +256,7 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         """Build the recurrent core(s), then SB3's heads, distribution and optimizer."""
         self.recurrent_actor = self._make_core()
-        self.recurrent_critic = None if self.shared_recurrence else self._make_core()
+        self.recurrent_critic = self._make_core() if self.critic == "separate" else None
         self.actor_state_size = int(self.recurrent_actor.state_size)
         critic_size = 0 if self.recurrent_critic is None else int(self.recurrent_critic.state_size)
         self.state_shape = (int(self.recurrent_actor.num_layers), self.actor_state_size + critic_size)
@@ -189,7 +278,8 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
             wiring=self.wiring_spec,
             wiring_kwargs=self.wiring_kwargs,
             cell_kwargs=self.cell_kwargs,
-            shared_recurrence=self.shared_recurrence,
+            critic=self.critic,
+            time_unit=None if math.isnan(float(self.time_unit)) else float(self.time_unit),
             freeze_recurrent=self.freeze_recurrent,
             share_features_extractor=self.share_features_extractor,
         )
@@ -200,9 +290,13 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         return th.zeros((self.state_shape[0], n_envs, self.state_shape[1]), device=self.device)
 
     # ------------------------------------------------------------------------------------------ sequences
-    @staticmethod
     def _sequence(
-        core: nn.Module, features: th.Tensor, state: th.Tensor, episode_starts: th.Tensor, dt: th.Tensor
+        self,
+        core: nn.Module,
+        features: th.Tensor,
+        state: th.Tensor,
+        episode_starts: th.Tensor,
+        dt: th.Tensor,
     ) -> tuple[th.Tensor, th.Tensor]:
         """Run ``core`` over a batch of sequences given flat.
 
@@ -210,7 +304,7 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
             features: (B * T, F), sequence-major (all steps of sequence 0, then sequence 1, ...).
             state: (num_layers, B, S), the state before the first step.
             episode_starts: (B, T) or (B,) when T = 1; truthy zeroes the state before that step.
-            dt: (B, T) or (B,): seconds since the previous observation.
+            dt: (B, T) or (B,): seconds since the previous observation (the core sees ``dt / time_unit``).
         Returns:
             latent (B * T, out) and the state after the last step (num_layers, B, S).
         """
@@ -218,7 +312,7 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         x = features.reshape(n_seq, -1, features.shape[-1])
         steps = x.shape[1]
         resets = episode_starts.reshape(n_seq, steps).bool()
-        dt = dt.reshape(n_seq, steps).to(dtype=x.dtype)
+        dt = dt.reshape(n_seq, steps).to(dtype=x.dtype) / self.time_unit.to(x.dtype)
         y, h_n = core(x, h0=state, dt=dt, resets=resets)
         return y.reshape(n_seq * steps, -1), h_n
 
@@ -234,7 +328,8 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         pi_state, vf_state = self._split(state)
         latent_pi, new_pi = self._sequence(self.recurrent_actor, pi_features, pi_state, episode_starts, dt)
         if self.recurrent_critic is None:
-            return latent_pi, latent_pi, new_pi
+            latent_vf = latent_pi.detach() if self.critic == "detached" else latent_pi
+            return latent_pi, latent_vf, new_pi
         latent_vf, new_vf = self._sequence(self.recurrent_critic, vf_features, vf_state, episode_starts, dt)
         return latent_pi, latent_vf, th.cat([new_pi, new_vf], dim=-1)
 
@@ -360,6 +455,12 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         )
         starts_tensor = th.as_tensor(starts.reshape(n_envs), device=self.device)
         if dt is None:
+            if bool(self.irregular_timing):
+                raise ValueError(
+                    "this policy was trained on irregular control timing (info['dt'] varied), so predict() "
+                    "needs the time since the previous observation: pass dt=info['dt'] (float or (n_envs,)). "
+                    "SB3's evaluate_policy passes no dt; use lnn_control.sb3.evaluate_agent, which does"
+                )
             dt_tensor = self.default_dt.expand(n_envs)
         else:
             dt_array = np.broadcast_to(np.asarray(dt, dtype=np.float32), (n_envs,))

@@ -47,6 +47,7 @@ class DtTracker:
     def __init__(self, nominal: np.ndarray) -> None:
         self.nominal = np.asarray(nominal, dtype=np.float64).copy()
         self._warned = False
+        self.irregular = False  # True once some env reported a dt other than its nominal period
 
     @classmethod
     def from_env(cls, env: VecEnv) -> DtTracker:
@@ -88,6 +89,11 @@ class DtTracker:
                 reported[i] = _valid_dt(info["dt"], f"in infos[{i}]['dt']")
         learn = np.isnan(self.nominal) & ~np.isnan(reported)
         self.nominal[learn] = reported[learn]
+        if not self.irregular:
+            known = ~np.isnan(reported)
+            self.irregular = bool(
+                np.any(np.abs(reported[known] - self.nominal[known]) > 1e-6 * np.abs(self.nominal[known]))
+            )
         fallback = self.nominal_or_default()
         step_dts = np.where(np.isnan(reported), fallback, reported).astype(np.float32)
         next_dts = np.where(np.asarray(dones, dtype=bool), fallback, step_dts).astype(np.float32)
