@@ -1,4 +1,19 @@
-"""Return after a fixed training budget: PPO-MLP vs RecurrentPPO vs LiquidPPO (CfC, LTC), several seeds.
+"""Return after a fixed training budget: PPO-MLP vs RecurrentPPO vs LiquidPPO (CfC, LTC, NCP), several seeds.
+
+Two suites:
+
+- ``--suite pendulum`` (default): InvertedPendulum variants, in this process (below).
+- ``--suite mujoco``: Hopper/Walker2d/HalfCheetah with velocities hidden and a jittered control period, and
+  fully observed Hopper; 300k steps (``--long``: 1M), 3 seeds. Runs go through the sweep machinery
+  (``lnn_control.runs.sweep.run_sweeps``: parallel workers, ``--backend ray`` for a cluster) into
+  ``--out`` (default ``~/lnn-control-bench/mujoco-<steps>``), one resumable sweep folder per task and agent:
+  re-running the same command skips finished runs and resumes interrupted ones, so the suite can run in
+  pieces (``--tasks``, ``--agents``, ``--seeds``). Each finished run's final policy is then evaluated at 0.5x,
+  1x and 2x its nominal control period (``lnn_control.runs.timing_eval``) and, for liquid agents on jittered
+  tasks, with the nominal dt fed instead of the real one. ``--report-only`` writes the table
+  (``<report-dir>/bench_mujoco.md``), the records (``.json``) and the curves (``.png``) of finished runs.
+
+The pendulum suite:
 
 Tasks (the lnn catalogue): fully observed, velocity-masked, and velocity-masked with a jittered control
 period. Agents come from agents/*.yaml. Each run trains for ``--timesteps`` env steps, records the mean
@@ -32,6 +47,13 @@ import matplotlib.pyplot as plt
 
 TASKS = ["InvertedPendulum-v0", "InvertedPendulum-NoVel-v0", "InvertedPendulum-NoVel-Jitter-v0"]
 AGENTS = ["ppo-mlp", "ppo-lstm", "liquid-ppo-cfc", "liquid-ppo-ltc"]
+MUJOCO_TASKS = [
+    "Hopper-NoVel-Jitter-v0",
+    "Walker2d-NoVel-Jitter-v0",
+    "HalfCheetah-NoVel-Jitter-v0",
+    "Hopper-v0",
+]
+MUJOCO_AGENTS = ["ppo-mlp", "ppo-lstm", "liquid-ppo-cfc", "liquid-ppo-ltc", "liquid-ppo-ncp"]
 
 
 class _Curve(BaseCallback):
@@ -117,21 +139,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tasks", nargs="+", default=TASKS)
-    parser.add_argument("--agents", nargs="+", default=AGENTS)
+    parser.add_argument("--suite", choices=["pendulum", "mujoco"], default="pendulum")
+    parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument("--agents", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--timesteps", type=int, default=50_000)
+    parser.add_argument("--timesteps", type=int, default=None, help="default: 50k (pendulum), 300k (mujoco)")
+    parser.add_argument("--long", action="store_true", help="mujoco: 1M steps (a bigger machine)")
+    parser.add_argument("--workers", type=int, default=None, help="mujoco: runs at a time (default: CPUs)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local")
+    parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--report-only", action="store_true", help="mujoco: only write the report")
+    parser.add_argument("--report-dir", type=Path, default=Path("docs"))
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--eval-envs", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("bench_learning.png"))
+    parser.add_argument("--out", type=Path, default=Path("bench_learning.png"), help="pendulum: the PNG")
+    parser.add_argument("--out-dir", type=Path, default=None, help="mujoco: the sweeps' folder")
     parser.add_argument("--save-json", type=Path, default=None, help="also write the runs' records here")
     parser.add_argument(
         "--merge", nargs="+", type=Path, default=None, help="only report: merge records from these JSON files"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.suite == "mujoco":
+        from lnn_control.runs.suite import run_learning_suite
+
+        steps = args.timesteps or (1_000_000 if args.long else 300_000)
+        run_learning_suite(
+            tasks=args.tasks or MUJOCO_TASKS,
+            agents=args.agents or MUJOCO_AGENTS,
+            seeds=args.seeds,
+            timesteps=steps,
+            out=args.out_dir or Path.home() / "lnn-control-bench" / f"mujoco-{steps // 1000}k",
+            report_dir=args.report_dir,
+            workers=args.workers,
+            backend=args.backend,
+            ray_address=args.ray_address,
+            report_only=args.report_only,
+        )
+        return
+    args.tasks = args.tasks or TASKS
+    args.agents = args.agents or AGENTS
+    args.timesteps = args.timesteps or 50_000
 
     if args.merge:
         records = [r for path in args.merge for r in json.loads(path.read_text())]

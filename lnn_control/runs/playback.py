@@ -48,7 +48,7 @@ def load_policy(
     run_dir: str | Path,
     *,
     checkpoint: str = "best",
-    env: str | None = None,
+    env: str | Any = None,
     n_envs: int = 1,
     seed: int | None = None,
     device: str = "cpu",
@@ -60,7 +60,7 @@ def load_policy(
     Args:
         run_dir: the run directory.
         checkpoint: "best" or "last".
-        env: another task (catalogue id or YAML file) with the same observation/action spaces.
+        env: another task (catalogue id, YAML file or TaskSpec) with the same observation/action spaces.
         n_envs: evaluation envs.
         seed: env seed (default: the run's evaluation seed).
         device: torch device of the policy.
@@ -71,7 +71,7 @@ def load_policy(
     resolved = load_resolved(run.read_config(), str(run.config))
     path = run.checkpoint(checkpoint)
     extras = read_extras(path)
-    task = resolved.task if env is None else load_task(env)
+    task = resolved.task if env is None else load_task(env) if isinstance(env, (str, Path)) else env
     venv = make_env(
         task,
         n_envs,

@@ -18,14 +18,19 @@ from lnn_control.sb3.timing import DtTracker
 
 
 def evaluate_agent(
-    model: BaseAlgorithm, env: VecEnv, n_eval_episodes: int = 10, deterministic: bool = True
+    model: BaseAlgorithm,
+    env: VecEnv,
+    n_eval_episodes: int = 10,
+    deterministic: bool = True,
+    use_reported_dt: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``n_eval_episodes`` episodes (spread evenly over the envs) and return their returns and lengths.
 
     Works for any SB3 model with ``predict(obs, state, episode_start, deterministic)``; for a LiquidPPO
     model, each step's dt comes from the env's infos (nominal dt at episode starts). Returns and lengths are
     taken from the env's ``Monitor``/``VecMonitor`` records when present (unnormalised rewards), else summed
-    from the (possibly normalised) step rewards.
+    from the (possibly normalised) step rewards. ``use_reported_dt=False`` feeds a liquid policy the nominal
+    period at every step instead of ``info["dt"]`` (an ablation: how much does the policy use the clock?).
 
     Returns:
         returns (n_eval_episodes,), lengths (n_eval_episodes,).
@@ -54,6 +59,8 @@ def evaluate_agent(
         obs, rewards, dones, infos = env.step(actions)
         if tracker is not None:
             dts, _ = tracker.step(infos, dones)
+            if not use_reported_dt:
+                dts = tracker.start_dts()
         running_return += rewards
         running_length += 1
         for i in np.flatnonzero(dones):
