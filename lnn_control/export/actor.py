@@ -21,8 +21,9 @@ env's nominal control period; see :mod:`lnn_control.sb3.policies`), divided insi
 
 LTC with ``max_step`` takes ``ceil(dt / max_step)`` substeps (at least ``unfolds``), a data-dependent count.
 The exported step uses a fixed upper bound ``K = max(unfolds, ceil(max_dt / time_unit / max_step))``: each
-sample runs its own count of substeps and zero-length substeps after that (exact: a zero-length substep leaves
-the state unchanged), so the export is exact for every ``dt <= max_dt``; a longer dt takes K substeps of ``dt / K``.
+sample runs its own count of substeps and zero-length substeps after that (exact: a zero-length substep
+leaves the state unchanged), so the export is exact for every ``dt <= max_dt``; a longer dt takes K
+substeps of ``dt / K``.
 """
 
 from __future__ import annotations
