@@ -3,6 +3,7 @@ GIF), compare, export, and clear one-line errors with exit code 2."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -235,9 +236,185 @@ def test_export_writes_the_controller(runs, tmp_path, capsys):
         "policy.h",
         "policy.c.json",
     }
-    sidecar = json.loads((out / "policy.onnx.json").read_text())
-    assert json.dumps(sidecar)  # a JSON sidecar
     assert str(out / "policy.onnx") in capsys.readouterr().out
+    sidecar = json.loads((out / "policy.onnx.json").read_text())
+    stats = _saved_stats(runs / "a0/checkpoints/best.zip")  # export's default checkpoint
+    assert (sidecar["obs_dim"], sidecar["act_dim"]) == (2, 1)
+    assert sidecar["dt"]["nominal"] == pytest.approx(0.04)  # InvertedPendulum: 2 x 0.02 s
+    assert sidecar["observation"]["normalization"]["kind"] == "VecNormalize"
+    assert sidecar["observation"]["normalization"]["clip_obs"] == float(stats["clip_obs"])
+    assert _export_mismatch(runs / "a0", out, stats) == 0.0
+
+
+# ------------------------------------------------------------------- normalisation where it is used
+def _saved_stats(checkpoint: Path) -> dict[str, np.ndarray]:
+    """The VecNormalize arrays stored in a checkpoint (read here, independently of the loader)."""
+    data = read_extras(checkpoint).normalization
+    assert data is not None
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return {key: arrays[key] for key in arrays.files}
+
+
+def _normalise(raw: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+    """VecNormalize's observation transform, written out: clip((x - mean) / sqrt(var + eps), +-clip)."""
+    scaled = (raw - stats["obs.mean"]) / np.sqrt(stats["obs.var"] + float(stats["epsilon"]))
+    clip = float(stats["clip_obs"])
+    return np.clip(scaled, -clip, clip).astype(np.float32)
+
+
+def _export_mismatch(run: Path, export_dir: Path, stats: dict[str, np.ndarray]) -> float:
+    """Largest action difference between the exported controller fed raw observations and the checkpoint's
+    policy (loaded bare, without any env) fed observations normalised with the saved statistics."""
+    from lnn_control.export import Controller
+    from lnn_control.sb3 import LiquidPPO
+
+    model = LiquidPPO.load(run / "checkpoints/best.zip")
+    ctrl = Controller(export_dir / "policy.onnx")
+    rng = np.random.default_rng(0)
+    raw = (rng.normal(0.0, 0.3, (40, 2)) + np.array([0.1, -0.2])).astype(np.float32)
+    normalised = _normalise(raw, stats)
+    assert np.abs(normalised - raw).max() > 0.5  # the statistics matter for these inputs
+    dts = (0.04 * rng.uniform(0.5, 1.5, 40)).astype(np.float32)
+    state, worst = None, 0.0
+    for t in range(40):
+        expected, state = model.predict(
+            normalised[t][None], state, episode_start=np.array([t == 0]), deterministic=True, dt=dts[t]
+        )
+        worst = max(worst, float(np.abs(ctrl.step(raw[t], dt=dts[t]) - expected[0]).max()) - 1e-5)
+    return max(worst, 0.0)
+
+
+def test_export_check_fails_when_the_statistics_are_lost(runs, tmp_path, monkeypatch):
+    """Control: a loader that drops the checkpoint's VecNormalize (the bug) exports an actor that does not
+    normalise, and the check above catches it."""
+    from lnn_control.runs.checkpoint import CheckpointExtras
+
+    monkeypatch.setattr(CheckpointExtras, "wrap", lambda self, venv, *, training: venv)
+    out = tmp_path / "ctrl"
+    assert main(["export", str(runs / "a0"), "--format", "onnx", "--out", str(out)]) == 0
+    assert _export_mismatch(runs / "a0", out, _saved_stats(runs / "a0/checkpoints/best.zip")) > 1e-3
+
+
+class _StopBeforeLearning(Exception):
+    pass
+
+
+def _state_at_resume(run: Path, monkeypatch) -> dict:
+    """Resume ``run`` and capture, where learning would start, the model's normaliser and the global RNGs."""
+    from lnn_control.runs import training
+    from lnn_control.runs.rng import capture_rng
+
+    seen: dict = {}
+
+    def spy(model, run_dir, resolved, eval_env, *args, **kwargs):
+        norm = model.get_vec_normalize_env()
+        seen.update(norm=None if norm is None else copy.deepcopy(norm), rng=capture_rng())
+        model.get_env().close()
+        eval_env.close()
+        raise _StopBeforeLearning
+
+    monkeypatch.setattr(training, "_learn", spy)
+    with pytest.raises(_StopBeforeLearning):
+        training.resume(run, timesteps=512, quiet=True, handle_signals=False)
+    return seen
+
+
+def _resume_problems(seen: dict, checkpoint: Path) -> list[str]:
+    stats, rng = _saved_stats(checkpoint), read_extras(checkpoint).rng
+    norm, problems = seen["norm"], []
+    if norm is None:
+        return ["no VecNormalize"]
+    for prefix, rms in (("obs", norm.obs_rms), ("ret", norm.ret_rms)):
+        for field in ("mean", "var", "count"):
+            if not np.array_equal(np.asarray(getattr(rms, field)), stats[f"{prefix}.{field}"]):
+                problems.append(f"{prefix}.{field}")
+    if not (norm.training and norm.norm_reward == bool(stats["norm_reward"])):
+        problems.append("training flags")
+    for key in ("python", "numpy", "torch"):
+        if seen["rng"][key] != rng[key]:
+            problems.append(f"rng {key}")
+    return problems
+
+
+def test_resume_restores_the_normaliser_and_the_rng_states(runs, tmp_path, monkeypatch):
+    run = tmp_path / "a0"
+    shutil.copytree(runs / "a0", run)
+    assert _resume_problems(_state_at_resume(run, monkeypatch), run / "checkpoints/last.zip") == []
+
+
+def test_resume_check_fails_without_the_saved_state(runs, tmp_path, monkeypatch):
+    """Control: fresh statistics (not the saved ones) and RNG states left as they were are both caught."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from lnn_control.runs import training
+    from lnn_control.runs.checkpoint import CheckpointExtras
+
+    run = tmp_path / "a0"
+    shutil.copytree(runs / "a0", run)
+    monkeypatch.setattr(CheckpointExtras, "wrap", lambda self, venv, *, training: VecNormalize(venv))
+    monkeypatch.setattr(training, "restore_rng", lambda state: None)
+    problems = _resume_problems(_state_at_resume(run, monkeypatch), run / "checkpoints/last.zip")
+    # (Python's own generator is not drawn from in training: loading re-seeds it to the saved state anyway.)
+    assert {"obs.mean", "obs.var", "obs.count", "rng numpy", "rng torch"} <= set(problems)
+
+
+def _evaluation_problems(run: Path, monkeypatch) -> list[str]:
+    """``lnn-control eval``: the observations that reach the policy are the raw env observations normalised
+    with the checkpoint's saved statistics, and the statistics are the same after the episodes."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    from lnn_control.runs import playback
+    from lnn_control.sb3 import LiquidPPO
+
+    raw: list[np.ndarray] = []
+    fed: list[np.ndarray] = []
+    norms: list = []
+
+    class RawObs(VecEnvWrapper):
+        def reset(self):
+            obs = self.venv.reset()
+            raw.append(obs.copy())
+            return obs
+
+        def step_wait(self):
+            obs, rewards, dones, infos = self.venv.step_wait()
+            raw.append(obs.copy())
+            return obs, rewards, dones, infos
+
+    make_env, predict = playback.make_env, LiquidPPO.predict
+    monkeypatch.setattr(playback, "make_env", lambda *a, **k: RawObs(make_env(*a, **k)))
+
+    def spy(self, observation, *args, **kwargs):
+        fed.append(np.array(observation, copy=True))
+        norms.append(self.get_vec_normalize_env())
+        return predict(self, observation, *args, **kwargs)
+
+    monkeypatch.setattr(LiquidPPO, "predict", spy)
+    assert main(["eval", str(run), "--episodes", "2", "--json"]) == 0
+    stats, problems = _saved_stats(run / "checkpoints/best.zip"), []
+    assert len(fed) > 10 and len(raw) == len(fed) + 1  # one observation after the last action
+    worst = max(float(np.abs(f - _normalise(r, stats)).max()) for f, r in zip(fed, raw, strict=False))
+    if worst > 1e-5:
+        problems.append(f"policy input differs from the saved-statistics normalisation by {worst:.3g}")
+    rms = norms[-1].obs_rms
+    if not (np.array_equal(rms.mean, stats["obs.mean"]) and np.array_equal(rms.var, stats["obs.var"])):
+        problems.append("statistics changed during evaluation")
+    return problems
+
+
+def test_evaluation_uses_the_frozen_saved_statistics(runs, monkeypatch, capsys):
+    assert _evaluation_problems(runs / "a0", monkeypatch) == []
+
+
+def test_evaluation_check_fails_on_updating_statistics(runs, monkeypatch, capsys):
+    """Control: a normaliser left in training mode drifts during the episodes, and the check says so."""
+    from lnn_control.runs.checkpoint import CheckpointExtras
+
+    wrap = CheckpointExtras.wrap
+    monkeypatch.setattr(
+        CheckpointExtras, "wrap", lambda self, venv, *, training: wrap(self, venv, training=True)
+    )
+    assert "statistics changed during evaluation" in _evaluation_problems(runs / "a0", monkeypatch)
 
 
 # ----------------------------------------------------------------------------------------- errors

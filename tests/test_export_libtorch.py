@@ -46,26 +46,33 @@ int main(int argc, char** argv) {
 """
 
 
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The C++ harness, compiled once for the module (it reads any model, so every cell shares it)."""
+    root = tmp_path_factory.mktemp("harness")
+    torch_dir = Path(torch.__file__).parent
+    binary = root / "harness"
+    (root / "harness.cpp").write_text(HARNESS)
+    subprocess.run(
+        [
+            "g++", "-std=c++20", "-O1", "-w", str(root / "harness.cpp"), "-o", str(binary),
+            f"-I{torch_dir / 'include'}", f"-I{torch_dir / 'include/torch/csrc/api/include'}",
+            f"-L{torch_dir / 'lib'}", "-ltorch", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_dir / 'lib'}",
+        ],
+        check=True,
+    )  # fmt: skip
+    return binary
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", ["cfc", "ltc"])
-def test_torchscript_export_runs_in_cpp_libtorch(tmp_path: Path, cell: str) -> None:
+def test_torchscript_export_runs_in_cpp_libtorch(tmp_path: Path, cell: str, harness: Path) -> None:
     env = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
     model = LiquidPPO(
         "LiquidPolicy", env, n_steps=32, seq_len=8, batch_size=32, seed=0,
         policy_kwargs={"cell": cell, "units": 8, "net_arch": {"pi": [8], "vf": [8]}},
     )  # fmt: skip
     paths = export_policy(model, tmp_path, formats=("torchscript",), nominal_dt=0.05)
-    torch_dir = Path(torch.__file__).parent
-    binary = tmp_path / "harness"
-    (tmp_path / "harness.cpp").write_text(HARNESS)
-    subprocess.run(
-        [
-            "g++", "-std=c++20", "-O1", "-w", str(tmp_path / "harness.cpp"), "-o", str(binary),
-            f"-I{torch_dir / 'include'}", f"-I{torch_dir / 'include/torch/csrc/api/include'}",
-            f"-L{torch_dir / 'lib'}", "-ltorch", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_dir / 'lib'}",
-        ],
-        check=True,
-    )  # fmt: skip
 
     rng = np.random.default_rng(0)
     steps, n_obs = 50, 3
@@ -76,7 +83,7 @@ def test_torchscript_export_runs_in_cpp_libtorch(tmp_path: Path, cell: str) -> N
     )
     scripted = torch.jit.load(str(paths["torchscript"]))
     state_dim = int(scripted.initial_state(1).shape[1])
-    command = [str(binary), str(paths["torchscript"]), str(tmp_path / "inputs.txt")]
+    command = [str(harness), str(paths["torchscript"]), str(tmp_path / "inputs.txt")]
     command += [str(n_obs), str(state_dim), str(steps)]
     printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split("\n")
     cpp_actions = np.array([[float(v) for v in line.split()] for line in printed[:steps]])

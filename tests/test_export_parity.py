@@ -4,6 +4,10 @@ Every format x every cell type: 1000 steps with random raw observations (through
 the artefact, clipping included), irregular dt in U[0.5, 1.5] x nominal and an episode reset halfway; actions
 and states match ``LiquidPPO.predict(..., deterministic=True)`` to 1e-5. Exports trace with batch 2 and run
 with batch 1 here, and with batch 5 in ``test_dynamic_batch``.
+
+The fast suite runs the three formats for one case of each kind (CfC, LTC, NCP, LSTM: :data:`FAST_CASES`);
+the other cases are marked slow (``make test`` runs them). Each case's export and reference rollout are
+computed once and shared by its format tests.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ CASES: dict[str, dict] = {
     ),
     "cfc-gsde-squash": dict(cell="cfc", units=8, cell_kwargs=dict(backbone_units=16), squash_output=True),
 }
+
+
+FAST_CASES = ("cfc-default", "ltc-semi_implicit", "ncp-ltc", "lstm")
+CASE_PARAMS = [pytest.param(c, marks=() if c in FAST_CASES else pytest.mark.slow) for c in sorted(CASES)]
 
 
 def _vec_env() -> VecNormalize:
@@ -153,7 +161,7 @@ def _check(case: str, actions: np.ndarray, states: np.ndarray) -> None:
     np.testing.assert_allclose(states, expected_states, rtol=TOL, atol=TOL)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_torchscript_parity(case: str, export_root: str) -> None:
     module = torch.jit.load(str(exported(case, export_root)["torchscript"]))
     obs, dts = rollout_inputs()
@@ -169,7 +177,7 @@ def test_torchscript_parity(case: str, export_root: str) -> None:
     _check(case, np.stack(actions), np.stack(states))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_onnx_parity(case: str, export_root: str) -> None:
     session = ort.InferenceSession(
         str(exported(case, export_root)["onnx"]), providers=["CPUExecutionProvider"]
@@ -187,7 +195,7 @@ def test_onnx_parity(case: str, export_root: str) -> None:
     _check(case, np.stack(actions), np.stack(states))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_c_parity(case: str, export_root: str) -> None:
     paths = exported(case, export_root)
     lib = compile_c(paths)
@@ -215,7 +223,13 @@ def test_c_parity(case: str, export_root: str) -> None:
     _check(case, np.stack(actions), np.stack(states))
 
 
-@pytest.mark.parametrize("case", ["cfc-default", "ltc-max_step", "ncp-cfc", "ncp-ltc", "lstm"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=() if c in FAST_CASES else pytest.mark.slow)
+        for c in ("cfc-default", "ltc-max_step", "ncp-cfc", "ncp-ltc", "lstm")
+    ],
+)
 def test_dynamic_batch(case: str, export_root: str) -> None:
     """Traced with batch 2, TorchScript and ONNX run batch 5 (and 1, above) like predict on 5 envs."""
     model, env = make_model(case)

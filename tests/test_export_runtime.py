@@ -250,3 +250,58 @@ def test_controller_runs_without_torch(artefact: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")
+
+
+# ------------------------------------------------------------------------------------ controller branches
+def _dt_length_error(artefact: Path) -> None:
+    """Batch 3 given two dts: a clear error naming the shapes, and the state unchanged."""
+    ctrl = Controller(artefact, batch_size=3)
+    obs = np.random.default_rng(4).standard_normal((3, 3)).astype(np.float32)
+    ctrl.step(obs, dt=0.05)
+    before = ctrl.state
+    for dts in ([0.04, 0.05], np.full((2, 1), 0.05), np.full(4, 0.05)):
+        with pytest.raises(ValueError, match=r"dt must be a number or one per sample \(3,\), got shape"):
+            ctrl.step(obs, dt=dts)
+        np.testing.assert_array_equal(ctrl.state, before)
+    # One dt per sample, as a (3,) or (3, 1) array or a list, and a single number are all accepted.
+    for dts in ([0.04, 0.05, 0.06], np.array([[0.04], [0.05], [0.06]]), 0.05):
+        assert ctrl.step(obs, dt=dts).shape == (3, 1)
+
+
+def test_wrong_dt_length_at_batch_above_one(artefact: Path) -> None:
+    _dt_length_error(artefact)
+
+
+def test_dt_length_check_fails_on_a_lenient_controller(artefact: Path, monkeypatch) -> None:
+    """Control: a controller that recycles dts to the batch size (np.resize) instead of refusing them."""
+
+    def lenient(self, dt, now):
+        values = np.resize(
+            np.asarray(self.nominal_dt if dt is None else dt, dtype=np.float32), self.batch_size
+        )
+        return values.reshape(-1, 1)
+
+    monkeypatch.setattr(Controller, "_dt", lenient)
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        _dt_length_error(artefact)
+
+
+@pytest.mark.parametrize("batch_size", [0, -2, True, 2.0, "2", None])
+def test_invalid_batch_size(artefact: Path, batch_size) -> None:
+    with pytest.raises(ValueError, match=rf"batch_size must be a positive integer, got {batch_size!r}"):
+        Controller(artefact, batch_size=batch_size)
+
+
+@pytest.mark.parametrize("nominal", [0, -0.05, "0.05", None, float("inf"), float("nan"), True])
+def test_bad_nominal_dt_in_the_sidecar(artefact: Path, tmp_path: Path, nominal) -> None:
+    path = _copy(artefact, tmp_path / "a")
+    side = path.with_name(path.name + ".json")
+    record = json.loads(side.read_text())
+    record["dt"]["nominal"] = nominal
+    side.write_text(json.dumps(record))  # the artefact's hash still matches: only the sidecar is wrong
+    with pytest.raises(ArtifactError, match=r"dt\.nominal must be a positive number of seconds, got"):
+        Controller(path)
+    del record["dt"]
+    side.write_text(json.dumps(record))
+    with pytest.raises(ArtifactError, match=r"dt\.nominal must be a positive number of seconds, got None"):
+        Controller(path)

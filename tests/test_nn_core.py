@@ -261,23 +261,59 @@ def test_cfc_pure_mode_initialisation_follows_the_paper():
     assert torch.equal(block.w_tau, torch.zeros(6))
 
 
-@pytest.mark.parametrize("activation", ["lecun_tanh", "tanh", "relu", "gelu", "silu", "leaky_relu"])
-def test_backbone_activations_match_a_plain_reference(activation):
+# The activations written out from their definitions (not the module's own, so a wrong one is caught).
+TEXTBOOK_ACTIVATIONS = {
+    "lecun_tanh": lambda z: 1.7159 * torch.tanh(0.666 * z),
+    "tanh": lambda z: (torch.exp(z) - torch.exp(-z)) / (torch.exp(z) + torch.exp(-z)),
+    "relu": lambda z: torch.where(z > 0, z, torch.zeros_like(z)),
+    "gelu": lambda z: 0.5 * z * (1.0 + torch.erf(z / 2.0**0.5)),  # exact GELU (torch's default)
+    "silu": lambda z: z / (1.0 + torch.exp(-z)),
+    "leaky_relu": lambda z: torch.where(z > 0, z, 0.01 * z),  # torch's default slope
+}
+
+
+def _check_backbone_against_textbook(activation: str) -> None:
     torch.manual_seed(0)
     model = CfC(IN, 6, backbone_units=8, backbone_layers=2, backbone_activation=activation)
     block = model.cells[0].blocks[0]
+    with torch.no_grad():  # weights large enough that the activations' tails and kinks are visited
+        for layer in block.backbone:
+            layer.weight.mul_(3.0)
     x, dt = inputs(batch=2, steps=3)
     y, _ = model(x, dt=dt)
-    act = block.activation
+    act = TEXTBOOK_ACTIVATIONS[activation]
     h = torch.zeros(2, 6)
     for t in range(3):  # the textbook CfC step, written out
         z = torch.cat([x[:, t], h], dim=1)
         for layer in block.backbone:
-            z = act(layer(z))
+            z = act(torch.nn.functional.linear(z, layer.weight, layer.bias))
         ff1, ff2, t_a, t_b = block.heads(z).chunk(4, dim=1)
         gate = torch.sigmoid(t_a * dt[:, t : t + 1] + t_b)
         h = torch.tanh(ff1) * (1 - gate) + gate * torch.tanh(ff2)
         torch.testing.assert_close(y[:, t], h, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", sorted(TEXTBOOK_ACTIVATIONS))
+def test_backbone_activations_match_a_plain_reference(activation):
+    _check_backbone_against_textbook(activation)
+
+
+@pytest.mark.parametrize(
+    ("activation", "wrong"),
+    [
+        ("gelu", lambda: torch.nn.GELU(approximate="tanh")),
+        ("leaky_relu", lambda: torch.nn.LeakyReLU(0.1)),
+        ("lecun_tanh", torch.nn.Tanh),
+        ("silu", torch.nn.Sigmoid),
+    ],
+)
+def test_backbone_activation_check_catches_a_wrong_activation(activation, wrong, monkeypatch):
+    """Control: the module built with a near-miss activation fails the textbook comparison."""
+    from lnn_control.nn import cfc
+
+    monkeypatch.setitem(cfc.ACTIVATIONS, activation, wrong)
+    with pytest.raises(AssertionError):
+        _check_backbone_against_textbook(activation)
 
 
 def test_backbone_dropout_applies_in_training_only():

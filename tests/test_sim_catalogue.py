@@ -13,7 +13,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from checker_warnings import strict_checker_warnings
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.wrappers import PassiveEnvChecker
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
 
@@ -94,8 +96,7 @@ def test_every_entry_builds_and_passes_both_env_checkers(task_id):
             break
     else:
         assert total == pytest.approx(env.unwrapped.data.time, rel=1e-12)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with strict_checker_warnings():
         gym_check_env(gym.make(spec.gym_id), skip_render_check=True)
         sb3_check_env(gym.make(spec.gym_id))
 
@@ -350,3 +351,44 @@ def test_unbatched_form_reports_episodes_and_rejects_batched_only_options():
     with pytest.raises(ValueError, match="n_envs must be an int >= 1"):
         make_vec_env("HalfCheetah-v0", 0)
     assert not isinstance(make_vec_env("HalfCheetah-v0", 1, batched=True, monitor=False), VecEnvWrapper)
+
+
+class _BrokenReward(gym.Wrapper):
+    """A catalogue env whose rewards are NaN (the passive checker warns; it does not raise)."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+class _BrokenObservation(gym.ObservationWrapper):
+    """A catalogue env whose observations are float32 and far outside a (bounded) float64 space."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        shape = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=shape, dtype=np.float64)
+
+    def observation(self, observation):
+        return (np.asarray(observation) + 100.0).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "message"),
+    [(_BrokenReward, "NaN"), (_BrokenObservation, "not within the observation space|dtype|precision")],
+)
+def test_strict_checker_filters_let_real_complaints_through(wrapper, message):
+    """Control: the filters of the checker tests ignore only the known messages, so Gymnasium's passive
+    checker (which ``gymnasium.make`` puts around every registered env) stops an env with NaN rewards or
+    observations outside their space; the blanket "ignore" the tests had let both pass."""
+
+    def run() -> None:
+        env = PassiveEnvChecker(wrapper(registration.build_env(get_task("Hopper-v0"))))
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+
+    with strict_checker_warnings(), pytest.raises(UserWarning, match=message):
+        run()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run()

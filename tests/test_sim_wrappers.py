@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from checker_warnings import MARK_ARGS
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -28,7 +29,7 @@ from lnn_control.sim.wrappers import (
     ReportDt,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = pytest.mark.filterwarnings(*MARK_ARGS)  # checker complaints fail the tests
 
 
 def raw_env(task: str, **kwargs) -> gym.Env:

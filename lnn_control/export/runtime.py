@@ -70,7 +70,7 @@ class Controller:
         self.act_dim = _positive_int(record, "act_dim", side)
         self.state_dim = _positive_int(record, "state_dim", side)
         nominal = record.get("dt", {}).get("nominal")
-        if not isinstance(nominal, (int, float)) or not (nominal > 0 and math.isfinite(nominal)):
+        if isinstance(nominal, bool) or not isinstance(nominal, (int, float)) or not 0 < nominal < math.inf:
             raise ArtifactError(
                 f"sidecar {side}: dt.nominal must be a positive number of seconds, got {nominal!r}"
             )

@@ -6,8 +6,9 @@ It is a Stable-Baselines3 :class:`~stable_baselines3.common.vec_env.VecEnv` and 
 returned observation of a finished env is its reset observation; ``infos[i]["terminal_observation"]`` is
 the last real one; ``infos[i]["TimeLimit.truncated"]`` flags time-limit truncations), float32 rewards,
 bool dones, and per-env ``info`` dicts with Gymnasium's keys plus ``info["dt"]``, the physical seconds
-since the env's previous observation. Given the same state and actions, observations and rewards agree
-with Gymnasium's to float precision (see tests/test_sim_tasks_parity.py).
+since the env's previous observation (``reset_infos[i]["dt"]``: the nominal period). Given the same state
+and actions, observations and rewards agree with Gymnasium's to float precision (see
+tests/test_sim_tasks_parity.py).
 
 Differences from ``DummyVecEnv`` worth knowing:
 
@@ -422,6 +423,7 @@ class BatchedMujocoVecEnv(VecEnv):
         columns = [np.asarray(v).tolist() for v in info.values()]
         for j, i in enumerate(ids.tolist()):
             self.reset_infos[i] = {key: col[j] for key, col in zip(keys, columns, strict=True)}
+            self.reset_infos[i]["dt"] = self.dt  # a new episode's first observation: the nominal period
 
 
 def _from_catalogue(

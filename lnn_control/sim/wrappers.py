@@ -79,9 +79,10 @@ def _require_mujoco(env: gym.Env, who: str) -> Any:
 
 
 class ReportDt(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Adds ``info["dt"] = env.unwrapped.dt`` (seconds) to every step of a fixed-rate env.
+    """Adds ``info["dt"] = env.unwrapped.dt`` (seconds) to every step and reset of a fixed-rate env.
 
-    A ``"dt"`` already present in the info (from an inner timing wrapper) is left untouched.
+    A ``"dt"`` already present in the info (from an inner timing wrapper) is left untouched. After a reset it
+    is the nominal period, as for every other path (batched VecEnv, :class:`ControlTimingWrapper`).
     """
 
     def __init__(self, env: gym.Env):
@@ -89,6 +90,11 @@ class ReportDt(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.Wrapper.__init__(self, env)
         if not hasattr(env.unwrapped, "dt"):
             raise TypeError(f"ReportDt needs an env with a dt attribute, got {type(env.unwrapped).__name__}")
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        info.setdefault("dt", float(self.env.unwrapped.dt))
+        return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -107,7 +113,8 @@ class ControlTimingWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ``frame_skip`` is the nominal one, so ``env.unwrapped.dt`` is the nominal dt.
 
     The returned info is the inner step's, plus ``dt`` (seconds simulated), ``substeps`` (MuJoCo steps
-    simulated) and ``dropped`` (observations dropped in this step).
+    simulated) and ``dropped`` (observations dropped in this step). A reset's info has ``dt`` = the nominal
+    period (what a policy integrates over for the first observation of an episode).
 
     Args:
         env: a Gymnasium MuJoCo env (``env.unwrapped`` a ``MujocoEnv``); wrap it directly, below observation
@@ -135,7 +142,9 @@ class ControlTimingWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         if seed is not None:
             self._rng = derive_rng(seed, TIMING_STREAM)
-        return self.env.reset(seed=seed, options=options)
+        obs, info = self.env.reset(seed=seed, options=options)
+        info["dt"] = self.nominal_dt
+        return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         base, drops = self.timing.sample_periods(self._rng, 1)
