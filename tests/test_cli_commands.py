@@ -364,7 +364,7 @@ def _evaluation_problems(run: Path, monkeypatch) -> list[str]:
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
     from lnn_control.runs import playback
-    from lnn_control.sb3 import LiquidPPO
+    from lnn_control.sb3.carry import RecurrentCarry
 
     raw: list[np.ndarray] = []
     fed: list[np.ndarray] = []
@@ -381,15 +381,20 @@ def _evaluation_problems(run: Path, monkeypatch) -> list[str]:
             raw.append(obs.copy())
             return obs, rewards, dones, infos
 
-    make_env, predict = playback.make_env, LiquidPPO.predict
+    make_env, act, load_model = playback.make_env, RecurrentCarry.act, playback.load_model
     monkeypatch.setattr(playback, "make_env", lambda *a, **k: RawObs(make_env(*a, **k)))
 
-    def spy(self, observation, *args, **kwargs):
-        fed.append(np.array(observation, copy=True))
-        norms.append(self.get_vec_normalize_env())
-        return predict(self, observation, *args, **kwargs)
+    def loading_spy(*args, **kwargs):
+        model = load_model(*args, **kwargs)
+        norms.append(model.get_vec_normalize_env())
+        return model
 
-    monkeypatch.setattr(LiquidPPO, "predict", spy)
+    def spy(self, observation, **kwargs):  # what the policy is fed, through the evaluation's carry
+        fed.append(np.array(observation, copy=True))
+        return act(self, observation, **kwargs)
+
+    monkeypatch.setattr(playback, "load_model", loading_spy)
+    monkeypatch.setattr(RecurrentCarry, "act", spy)
     assert main(["eval", str(run), "--episodes", "2", "--json"]) == 0
     stats, problems = _saved_stats(run / "checkpoints/best.zip"), []
     assert len(fed) > 10 and len(raw) == len(fed) + 1  # one observation after the last action

@@ -64,14 +64,15 @@ def test_scaled_task_steps_at_the_scaled_period() -> None:
 
 def test_nominal_dt_ablation_feeds_the_nominal_period() -> None:
     seen: list[np.ndarray] = []
-
-    class Recorder(LiquidPPO):
-        def predict(self, observation, state=None, episode_start=None, deterministic=False, dt=None):
-            seen.append(np.array(dt, copy=True))
-            return super().predict(observation, state, episode_start, deterministic, dt=dt)
-
     env = DummyVecEnv([IrregularClockEnv, IrregularClockEnv])
-    model = Recorder("LiquidPolicy", env, n_steps=16, seq_len=8, batch_size=16, seed=0)
+    model = LiquidPPO("LiquidPolicy", env, n_steps=16, seq_len=8, batch_size=16, seed=0)
+    forward = model.policy.forward
+
+    def recording_forward(obs, state, episode_starts, dt, deterministic=False):
+        seen.append(dt.numpy().copy())
+        return forward(obs, state, episode_starts, dt, deterministic=deterministic)
+
+    model.policy.forward = recording_forward  # type: ignore[method-assign]
     evaluate_agent(model, env, n_eval_episodes=2, use_reported_dt=False)
     assert all(np.allclose(dt, 0.01) for dt in seen)
     seen.clear()

@@ -175,14 +175,14 @@ def test_evaluate_agent_feeds_reported_dts() -> None:
     env = make_vec_env(lambda: IrregularClockEnv(dt_offset=0.002, min_len=3, max_len=5), n_envs=2, seed=0)
     model = LiquidPPO("LiquidPolicy", env, n_steps=16, seq_len=8, batch_size=16, seed=0)
     seen_dts, seen_starts = [], []
-    predict = model.predict
+    forward = model.policy.forward
 
-    def recording_predict(obs, state=None, episode_start=None, deterministic=False, dt=None):
-        seen_dts.append(np.array(dt))
-        seen_starts.append(np.array(episode_start))
-        return predict(obs, state, episode_start, deterministic, dt=dt)
+    def recording_forward(obs, state, episode_starts, dt, deterministic=False):
+        seen_dts.append(dt.numpy().copy())
+        seen_starts.append(episode_starts.numpy().copy())
+        return forward(obs, state, episode_starts, dt, deterministic=deterministic)
 
-    model.predict = recording_predict  # type: ignore[method-assign]
+    model.policy.forward = recording_forward  # type: ignore[method-assign]
     returns, lengths = evaluate_agent(model, env, n_eval_episodes=6)
     assert returns.shape == (6,) and np.all((lengths >= 3) & (lengths <= 5))
     dts, starts = np.stack(seen_dts), np.stack(seen_starts)

@@ -14,6 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from lnn_control.sb3 import LiquidPPO
+from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.diagnostic_envs import IrregularClockEnv
 from lnn_control.sb3.timing import DtTracker
 
@@ -175,7 +176,7 @@ def test_terminated_steps_keep_their_raw_reward() -> None:
 
 def test_terminated_check_fails_when_every_done_is_bootstrapped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Control: bootstrapping every ``done`` (as if all were time limits) must be caught."""
-    original = LiquidPPO._terminal_values
+    original = RecurrentCarry._terminal_values
 
     def every_done(self, infos, dones, new_states, step_dts):
         infos = [
@@ -184,7 +185,7 @@ def test_terminated_check_fails_when_every_done_is_bootstrapped(monkeypatch: pyt
         ]
         return original(self, infos, dones, new_states, step_dts)
 
-    monkeypatch.setattr(LiquidPPO, "_terminal_values", every_done)
+    monkeypatch.setattr(RecurrentCarry, "_terminal_values", every_done)
     model, recorder = _mixed_ends_model(), _Recorder()
     _collect(model, recorder)
     problems, n_terminated, _ = _terminated_problems(model, recorder)

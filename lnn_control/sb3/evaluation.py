@@ -1,8 +1,9 @@
 """Episode evaluation that feeds a liquid policy the real time steps (``info["dt"]``).
 
-SB3's ``evaluate_policy`` works with LiquidPPO, but it cannot pass dt, so the policy then assumes the nominal
-control period at every step. On tasks with irregular timing use :func:`evaluate_agent`, which carries the
-recurrent state, the episode starts and each env's reported dt exactly as training did.
+SB3's ``evaluate_policy`` cannot pass dt: a LiquidPPO policy trained on irregular timing refuses it (its
+``predict`` asks for a dt), one trained on regular timing runs at its nominal period. :func:`evaluate_agent`
+acts through the same :class:`~lnn_control.sb3.carry.RecurrentCarry` as training's rollouts: recurrent state,
+episode starts and each env's reported dt, exactly as training did.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.liquid_ppo import LiquidPPO
-from lnn_control.sb3.timing import DtTracker
 
 
 def evaluate_agent(
@@ -41,26 +42,23 @@ def evaluate_agent(
     running_return, running_length = np.zeros(n_envs), np.zeros(n_envs, dtype=int)
     returns: list[float] = []
     lengths: list[int] = []
-    liquid = isinstance(model, LiquidPPO)
-    tracker = DtTracker.from_env(env) if liquid else None
-    dts = tracker.start_dts() if tracker is not None else None
+    carry = RecurrentCarry(model.policy, env, bootstrap=False) if isinstance(model, LiquidPPO) else None
+    if carry is not None:
+        model.policy.set_training_mode(False)
     obs = env.reset()
     state: Any = None
     starts = np.ones(n_envs, dtype=bool)
     while (counts < targets).any():
-        if liquid:
-            actions, state = model.predict(
-                obs, state=state, episode_start=starts, deterministic=deterministic, dt=dts
-            )
+        if carry is not None:
+            fed = None if use_reported_dt else carry.tracker.start_dts()
+            actions = carry.act(obs, deterministic=deterministic, dts=fed).env_actions
         else:
             actions, state = model.predict(
                 obs, state=state, episode_start=starts, deterministic=deterministic
             )
         obs, rewards, dones, infos = env.step(actions)
-        if tracker is not None:
-            dts, _ = tracker.step(infos, dones)
-            if not use_reported_dt:
-                dts = tracker.start_dts()
+        if carry is not None:
+            carry.observe(dones, infos)
         running_return += rewards
         running_length += 1
         for i in np.flatnonzero(dones):

@@ -15,14 +15,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor
+from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from lnn_control.atomic import atomic_write_bytes
 from lnn_control.sb3.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
+from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.policies import LiquidActorCriticPolicy, MultiInputLiquidActorCriticPolicy
-from lnn_control.sb3.timing import DtTracker
 
 SelfLiquidPPO = TypeVar("SelfLiquidPPO", bound="LiquidPPO")
 
@@ -43,6 +43,8 @@ class LiquidPPO(OnPolicyAlgorithm):
     What differs from PPO:
 
     - each env's recurrent state is carried through the rollout and stored (the state before each step);
+    - each env's recurrent state, dt and episode starts live in one
+      :class:`~lnn_control.sb3.carry.RecurrentCarry` (shared with evaluation);
     - the actor integrates each env's own ``info["dt"]`` (see :mod:`lnn_control.sb3.timing`), in units of the
       training env's nominal control period (``policy.time_unit``);
     - the critic reads the actor's core detached by default (``policy_kwargs=dict(critic=...)``);
@@ -124,9 +126,7 @@ class LiquidPPO(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self.seq_len = seq_len
         self._check_sizes()
-        self._last_states: th.Tensor | None = None
-        self._last_dts: np.ndarray | None = None
-        self._dt_tracker: DtTracker | None = None
+        self._carry: RecurrentCarry | None = None
         if _init_setup_model:
             self._setup_model()
 
@@ -179,22 +179,21 @@ class LiquidPPO(OnPolicyAlgorithm):
         self._reset_recurrence()
 
     def _reset_recurrence(self) -> None:
-        """Zero states and nominal dts for the current env (all envs start an episode)."""
-        self._last_states = self.policy.initial_state(self.n_envs)
+        """A fresh carry for the current env (every env starts an episode); the policy learns its nominal dt
+        (``default_dt``) and, the first time, its time unit from it."""
         if self.env is None:
-            self._dt_tracker, self._last_dts = None, None
+            self._carry = None
             return
-        self._dt_tracker = DtTracker.from_env(self.env)
-        nominal = self._dt_tracker.mean_nominal()
+        self._carry = RecurrentCarry(self.policy, self.env)
+        nominal = self._carry.nominal_dt()
         if nominal is not None:
             self.policy.default_dt.fill_(nominal)
         if th.isnan(self.policy.time_unit):  # first env of this policy: its period becomes the time unit
             self.policy.time_unit.fill_(1.0 if nominal is None else nominal)
-        self._last_dts = self._dt_tracker.start_dts()
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset=force_reset)
-        if force_reset or self._dt_tracker is None:
+        if force_reset or self._carry is None:
             self._reset_recurrence()
 
     def _setup_learn(
@@ -209,50 +208,14 @@ class LiquidPPO(OnPolicyAlgorithm):
         result = super()._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
-        if env_resets or self._dt_tracker is None:
+        if env_resets or self._carry is None:
             self._reset_recurrence()
         return result
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_states", "_last_dts", "_dt_tracker"]
+        return [*super()._excluded_save_params(), "_carry"]
 
     # ------------------------------------------------------------------------------------------ rollouts
-    def _terminal_values(
-        self, infos: list[dict[str, Any]], dones: np.ndarray, new_states: th.Tensor, step_dts: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Values of the terminal observations of time-limit-truncated episodes, in one batched forward.
-
-        The value is computed from that env's recurrent state after its last step (``new_states``), and the
-        dt of the final transition. Returns (env indices (k,), values (k,)).
-        """
-        idx = np.array(
-            [
-                i
-                for i, done in enumerate(dones)
-                if done
-                and infos[i].get("terminal_observation") is not None
-                and infos[i].get("TimeLimit.truncated", False)
-            ],
-            dtype=np.int64,
-        )
-        if idx.size == 0:
-            return idx, np.zeros(0, dtype=np.float32)
-        terminal = [infos[i]["terminal_observation"] for i in idx]
-        if isinstance(terminal[0], dict):
-            stacked: Any = {key: np.stack([obs[key] for obs in terminal]) for key in terminal[0]}
-        else:
-            stacked = np.stack(terminal)
-        obs_tensor = obs_as_tensor(stacked, self.device)
-        idx_tensor = th.as_tensor(idx, device=self.device)
-        with th.no_grad():
-            values = self.policy.predict_values(
-                obs_tensor,
-                new_states[:, idx_tensor],
-                th.zeros(idx.size, dtype=th.bool, device=self.device),
-                th.as_tensor(step_dts[idx], device=self.device),
-            )
-        return idx, values.flatten().cpu().numpy()
-
     def collect_rollouts(
         self,
         env: VecEnv,
@@ -263,7 +226,8 @@ class LiquidPPO(OnPolicyAlgorithm):
         """Fill the buffer with ``n_rollout_steps`` steps per env, carrying each env's state and dt."""
         assert isinstance(rollout_buffer, SequenceRolloutBuffer | SequenceDictRolloutBuffer)
         assert self._last_obs is not None, "No previous observation was provided"
-        assert self._last_states is not None and self._last_dts is not None and self._dt_tracker is not None
+        assert self._carry is not None
+        carry = self._carry
         self.policy.set_training_mode(False)
         n_steps = 0
         rollout_buffer.reset()
@@ -274,59 +238,38 @@ class LiquidPPO(OnPolicyAlgorithm):
         while n_steps < n_rollout_steps:
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
-            states = self._last_states
-            with th.no_grad():
-                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                starts = th.as_tensor(self._last_episode_starts, dtype=th.bool, device=self.device)
-                dts = th.as_tensor(self._last_dts, device=self.device)
-                actions, values, log_probs, new_states = self.policy(obs_tensor, states, starts, dts)
-            actions = actions.cpu().numpy()
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):
-                if self.policy.squash_output:
-                    clipped_actions = self.policy.unscale_action(clipped_actions)
-                else:
-                    clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
-
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            step = carry.act(self._last_obs)
+            new_obs, rewards, dones, infos = env.step(step.env_actions)
             self.num_timesteps += env.num_envs
             callback.update_locals(locals())
             if not callback.on_step():
                 return False
             self._update_info_buffer(infos, dones)
             n_steps += 1
+            actions = step.actions
             if isinstance(self.action_space, spaces.Discrete):
                 actions = actions.reshape(-1, 1)
 
-            next_dts, step_dts = self._dt_tracker.step(infos, dones)
-            if self._dt_tracker.irregular and not self.policy.irregular_timing:
+            outcome = carry.observe(dones, infos)
+            if carry.irregular and not self.policy.irregular_timing:
                 self.policy.irregular_timing.fill_(True)
-            truncated, terminal_values = self._terminal_values(infos, dones, new_states, step_dts)
             rewards = rewards.astype(np.float32, copy=True)
-            rewards[truncated] += self.gamma * terminal_values
+            rewards[outcome.truncated] += self.gamma * outcome.terminal_values
 
             rollout_buffer.add(
                 self._last_obs,  # type: ignore[arg-type]
                 actions,
                 rewards,
-                self._last_episode_starts,  # type: ignore[arg-type]
-                values,
-                log_probs,
-                state=states,
-                dt=self._last_dts,
+                step.starts,
+                step.values,
+                step.log_prob,
+                state=step.state,
+                dt=step.dts,
             )
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
-            self._last_states = new_states
-            self._last_dts = next_dts
 
-        with th.no_grad():
-            last_values = self.policy.predict_values(
-                obs_as_tensor(new_obs, self.device),  # type: ignore[arg-type]
-                self._last_states,
-                th.as_tensor(dones, dtype=th.bool, device=self.device),
-                th.as_tensor(self._last_dts, device=self.device),
-            )
+        last_values = carry.values(new_obs)
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
         callback.update_locals(locals())
         callback.on_rollout_end()
