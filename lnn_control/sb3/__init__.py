@@ -7,6 +7,7 @@ from lnn_control.sb3.buffers import (
     SequenceRolloutBuffer,
     SequenceRolloutBufferSamples,
 )
+from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.evaluation import evaluate_agent
 from lnn_control.sb3.liquid_ppo import LiquidPPO
 from lnn_control.sb3.policies import (
@@ -26,6 +27,7 @@ __all__ = [
     "LiquidPolicy",
     "MultiInputLiquidActorCriticPolicy",
     "MultiInputLiquidPolicy",
+    "RecurrentCarry",
     "SequenceDictRolloutBuffer",
     "SequenceRolloutBuffer",
     "SequenceRolloutBufferSamples",
