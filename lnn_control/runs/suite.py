@@ -115,6 +115,19 @@ def _share(records: Sequence[dict[str, Any]], factor: str) -> str:
     return f"{other / base:.2f}" if base > 0 else "-"
 
 
+def _sensitivity(records: Sequence[dict[str, Any]], kind: str) -> str:
+    found = [r["timing"].get("sensitivity") for r in records]
+    found = [f for f in found if f]
+    if not found:
+        return "-"
+    scale = np.mean([f["mean_abs_action"] for f in found])
+    if kind == "dt":
+        change = np.mean([max(f["dt_half"], f["dt_double"]) for f in found])
+    else:
+        change = np.mean([f["input_noise"] for f in found])
+    return f"{change / scale:.2g}" if scale > 0 else "-"
+
+
 def write_report(
     records: Sequence[dict[str, Any]], report_dir: Path, *, timesteps: int, seeds: Sequence[int]
 ) -> None:
@@ -131,10 +144,13 @@ def write_report(
         "Return of the final policy (deterministic, 5 episodes, mean ± std over seeds) at its task's control "
         "period (1x) and at 0.5x / 2x the period (return x period factor: reward per unit of simulated "
         "time, comparable with 1x); kept = mean return at that period / mean at 1x; nominal dt = the liquid "
-        "policy fed the nominal period instead of the real dt (clock ablation, jittered tasks).",
+        "policy fed the nominal period instead of the real dt (clock ablation, jittered tasks); "
+        "Δa dt, Δa obs = mean |action change| along one trajectory when every dt is halved/doubled "
+        "(the larger) and under N(0, 0.1) input noise, relative to the mean |action| (liquid policies).",
         "",
-        "| task | agent | n | return 1x | 0.5x | 2x | kept 0.5x | kept 2x | nominal dt | wall time / run |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| task | agent | n | return 1x | 0.5x | 2x | kept 0.5x | kept 2x | nominal dt | Δa dt | Δa obs "
+        "| wall time / run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (task, agent), runs in groups.items():
         returns = {f: [r["timing"]["factors"][f]["return"] for r in runs] for f in ("0.5", "1", "2")}
@@ -145,7 +161,7 @@ def write_report(
         lines.append(
             f"| {task} | {agent} | {len(runs)} | {_pm(returns['1'])} | {_pm(returns['0.5'])} | "
             f"{_pm(returns['2'])} | {_share(runs, '0.5')} | {_share(runs, '2')} | {_pm(ablation)} | "
-            f"{wall:.0f} min |"
+            f"{_sensitivity(runs, 'dt')} | {_sensitivity(runs, 'obs')} | {wall:.0f} min |"
         )
     table = "\n".join(lines) + "\n"
     atomic_write_text(report_dir / "bench_mujoco.md", table)

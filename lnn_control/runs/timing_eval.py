@@ -9,7 +9,9 @@ substeps is reached in the mean (the nominal period rounds; periods draw between
 counts), and the factor actually reached is reported.
 
 The clock ablation evaluates a liquid policy on its own (jittered) task while giving it the nominal period
-as dt at every step instead of ``info["dt"]``: if the policy uses the clock, it scores worse.
+as dt at every step instead of ``info["dt"]``: if the policy uses the clock, it scores worse. For liquid
+policies, :func:`lnn_control.sb3.diagnostics.action_sensitivity` also measures along one trajectory how much
+the actions move when every dt is halved or doubled, and under input noise.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def evaluate_timing(
     task, seed = base.task, base.resolved.eval_seed
     liquid = isinstance(base.model, LiquidPPO)
     base.close()
-    out: dict[str, Any] = {"factors": {}, "nominal_dt_return": None}
+    out: dict[str, Any] = {"factors": {}, "nominal_dt_return": None, "sensitivity": None}
     n_envs = eval_env_count(episodes)
     for factor in factors:
         scaled, reached = period_scaled_task(task, factor) if factor != 1.0 else (task, 1.0)
@@ -112,6 +114,14 @@ def evaluate_timing(
             "return": float(returns.mean()),
             "returns": returns.tolist(),
         }
+    if liquid:
+        from lnn_control.sb3.diagnostics import action_sensitivity
+
+        policy = load_policy(run_dir, checkpoint=checkpoint, n_envs=1, seed=seed)
+        try:
+            out["sensitivity"] = action_sensitivity(policy.model, policy.env, seed=seed)
+        finally:
+            policy.close()
     if clock_ablation and liquid and not task.timing.is_regular:
         policy = load_policy(run_dir, checkpoint=checkpoint, n_envs=n_envs, seed=seed)
         try:
