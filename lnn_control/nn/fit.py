@@ -20,11 +20,10 @@ written to a checkpoint file (atomically). Without validation data the training 
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 from tqdm.auto import tqdm
+
+from lnn_control.atomic import atomic_write_bytes
 
 __all__ = ["FitResult", "NonFiniteLossError", "fit"]
 
@@ -448,20 +449,11 @@ def _load(model: nn.Module, state: dict[str, Any]) -> None:
 
 
 def _save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` (tensors moved to CPU) to ``path`` through a temp file in the same directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``state`` (tensors moved to CPU) to ``path`` atomically (:mod:`lnn_control.atomic`)."""
     cpu_state = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(cpu_state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    torch.save(cpu_state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------- setup
