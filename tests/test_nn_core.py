@@ -423,3 +423,30 @@ def test_inference_weight_cache_follows_parameter_updates(name):
         after = model(x, dt=dt)[0]
     assert not torch.allclose(after, before)
     torch.testing.assert_close(after, model(x, dt=dt)[0].detach())  # with gradients: no cache
+
+
+def test_ltc_recurrent_init_is_balanced_by_fan_in() -> None:
+    """Each neuron starts with at most ~init_fan_in synapses' worth of recurrent weight (dense layers would
+    otherwise drown their input); a wiring with fewer synapses per neuron keeps ncps's ranges exactly."""
+    import torch.nn.functional as F
+
+    from lnn_control.nn import LTC
+    from lnn_control.nn.wiring import AutoNCP
+
+    torch.manual_seed(0)
+    dense = LTC(5, 64).cells[0]
+    totals = F.softplus(dense.w).sum(0)  # (post,)
+    assert float(totals.max()) < 8.0 * 0.5 * 1.5 and float(totals.mean()) == pytest.approx(4.0, rel=0.15)
+    torch.manual_seed(0)
+    unscaled = LTC(5, 64, init_fan_in=None).cells[0]
+    assert float(F.softplus(unscaled.w).sum(0).mean()) == pytest.approx(32.0, rel=0.1)  # 64 x 0.5
+    for name in ("gleak", "cm", "sensory_w", "mu", "sigma"):  # nothing else moves
+        assert torch.equal(getattr(dense, name), getattr(unscaled, name)), name
+    wiring = AutoNCP(16, 4, sparsity_level=0.5, seed=1)
+    torch.manual_seed(1)
+    sparse = LTC(5, wiring, init_fan_in=64.0).cells[0]
+    torch.manual_seed(1)
+    reference = LTC(5, AutoNCP(16, 4, sparsity_level=0.5, seed=1), init_fan_in=None).cells[0]
+    assert torch.equal(sparse.w, reference.w)
+    with pytest.raises(ValueError, match="init_fan_in must be a positive number or None"):
+        LTC(5, 8, init_fan_in=0)

@@ -21,14 +21,18 @@ STEPS = 10_000
 HOLD = 11
 
 
-def _train_and_evaluate(policy_kwargs: dict, seed: int = 0) -> float:
+def _train_and_evaluate(policy_kwargs: dict, seed: int = 0, **sizes) -> float:
     th.set_num_threads(1)
     env = make_vec_env(lambda: CueHoldEnv(hold=HOLD), n_envs=8, seed=seed)
+    settings = dict(n_steps=64, batch_size=128, seq_len=16, learning_rate=3e-3, units=32, steps=STEPS)
+    settings.update(sizes)
+    units, head = settings.pop("units"), settings.pop("head", 32)
+    steps = settings.pop("steps")
     model = LiquidPPO(
-        "LiquidPolicy", env, n_steps=64, batch_size=128, seq_len=16, n_epochs=10, learning_rate=3e-3,
-        seed=seed, policy_kwargs=dict(units=32, net_arch=dict(pi=[32], vf=[32]), **policy_kwargs),
+        "LiquidPolicy", env, n_epochs=10, seed=seed, **settings,
+        policy_kwargs=dict(units=units, net_arch=dict(pi=[head], vf=[head]), **policy_kwargs),
     )  # fmt: skip
-    model.learn(STEPS)
+    model.learn(steps)
     returns, _ = evaluate_agent(
         model, make_vec_env(lambda: CueHoldEnv(hold=HOLD), n_envs=4, seed=100 + seed), n_eval_episodes=20
     )
@@ -57,6 +61,14 @@ def test_recurrent_policy_holds_the_cue(case: str) -> None:
 @pytest.mark.parametrize("case", sorted(SLOW_CASES))
 def test_recurrent_policy_holds_the_cue_with_its_own_critic(case: str) -> None:
     assert _train_and_evaluate(SLOW_CASES[case]) > -1.0
+
+
+@pytest.mark.slow
+def test_dense_64_unit_ltc_holds_the_cue() -> None:
+    """The size a user picks: a dense 64-unit LTC, which its fan-in-balanced recurrent init lets learn (with
+    ncps's unscaled init it stayed at -11 here)."""
+    sizes = dict(n_steps=128, batch_size=256, seq_len=32, learning_rate=1e-3, units=64, head=64, steps=20_000)
+    assert _train_and_evaluate(dict(cell="ltc", critic="detached"), **sizes) > -1.0
 
 
 def test_feed_forward_policy_cannot_hold_the_cue() -> None:

@@ -168,6 +168,7 @@ class LTC(LiquidRNN):
         batch_first: bool = True,
         freeze_recurrent: bool = False,
         sparse: bool | None = None,
+        init_fan_in: float | None = 8.0,
     ) -> None:
         if isinstance(units, Wiring):
             units, wiring = units.units, units
@@ -177,6 +178,7 @@ class LTC(LiquidRNN):
             "unfolds": unfolds,
             "max_step": max_step,
             "sparse": sparse,
+            "init_fan_in": init_fan_in,
         }
         super().__init__(
             input_size, units, num_layers, proj_size, batch_first, freeze_recurrent, LTCCell, cell_kwargs
