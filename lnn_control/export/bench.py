@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lnn_control.extras import require
+
 from .actor import ActorMeta, ActorStep
 from .formats import trace_actor, write_c, write_onnx
 
@@ -122,7 +124,7 @@ def bench_actor(
     The Python-side runtimes are timed interleaved, ``rounds`` rounds of ``repeats / rounds`` calls each, so
     that bursts of load on a shared machine spread over all of them alike.
     """
-    import onnxruntime as ort
+    ort = require("onnxruntime", extra="export", feature="the onnxruntime benchmark")
 
     from .runtime import Controller
 

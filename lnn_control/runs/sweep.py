@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from lnn_control.atomic import atomic_write_text
+from lnn_control.extras import require
 from lnn_control.runs.compare import Comparison, compare_runs
 from lnn_control.runs.config import RunSpec, resolve
 from lnn_control.runs.errors import RunError
@@ -216,10 +217,7 @@ def run_sweep(
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise RunError(f"workers must be an integer >= 1, got {workers!r}")
     if backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError as exc:
-            raise RunError("the ray backend needs Ray: pip install 'lnn-control[cluster]'") from exc
+        require("ray", extra="cluster", feature="the Ray sweep backend")
     runs = plan_sweep(base, seeds, grid)
     out = Path(out)
     _check_plan(out, _plan_record(base, seeds, grid))
