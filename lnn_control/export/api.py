@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 FORMATS = ("torchscript", "onnx", "c", "pt2", "aoti")
-# What export_policy and ``lnn-control export`` write by default (aoti compiles C++ for 10-30 s: ask for it).
+# What export_policy and ``lnn-control export`` write by default (aoti compiles C++ for 20-70 s: ask for it).
 DEFAULT_FORMATS = ("torchscript", "onnx", "c")
 
 

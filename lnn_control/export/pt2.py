@@ -8,7 +8,7 @@ Both hold the same step as the other formats, ``step(obs (B, n_obs), h (B, H_tot
 - ``<prefix>.aoti.pt2`` (format ``"aoti"``): the program compiled ahead of time by AOTInductor into a shared
   library inside a package, for C++ controllers (``torch::inductor::AOTIModelPackageLoader``, libtorch, no
   Python) or Python (``torch._inductor.aoti_load_package``). Compiling needs a C++ compiler (``$CXX`` or
-  ``g++``) and takes 10-30 s on a CPU; the package runs on the CPU architecture it was compiled on.
+  ``g++``) and takes 20-70 s on 2 busy CPU cores; the package runs on the CPU architecture it was compiled on.
 
 Both are traced from :class:`~lnn_control.export.actor.ActorStep` itself, so every step semantics (dt
 included) lives in that one module.
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lnn_control.nn.cfc import CfCCell
 
@@ -45,16 +46,24 @@ class ToolchainError(RuntimeError):
 
 
 def _exportable(actor: ActorStep) -> ActorStep:
-    """A copy of the actor that ``torch.export`` can trace: CfC cells run their plain step loop.
+    """A copy of the actor that ``torch.export`` can trace and save compactly.
 
-    The fused CfC loop writes into preallocated buffers (``out=``), which AOTInductor sizes by the example
-    batch; the plain loop computes the same values with ordinary ops.
+    - CfC cells run their plain step loop: the fused loop writes into preallocated buffers (``out=``), which
+      AOTInductor sizes by the example batch; the plain loop computes the same values with ordinary ops.
+    - Every parameter and buffer owns its storage (some cell buffers are views of a larger tensor, which
+      ``torch.export.save`` stores incompletely and ``torch.export.load`` then warns about).
     """
     clone = copy.deepcopy(actor)
     for module in clone.modules():
         if isinstance(module, CfCCell):
             module.use_fused_loop = False
         module.__dict__.pop("_inference_cache", None)
+        for name, param in module._parameters.items():
+            if param is not None:
+                module._parameters[name] = nn.Parameter(param.detach().clone(), requires_grad=False)
+        for name, buffer in module._buffers.items():
+            if buffer is not None:
+                module._buffers[name] = buffer.clone()
     return clone
 
 
@@ -131,6 +140,7 @@ def write_aoti(actor: ActorStep, meta: ActorMeta, path: str | Path) -> dict[str,
         with warnings.catch_warnings():
             # torch's own compile machinery calls its deprecated torch.jit helpers (not ours to fix).
             warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*deprecated", category=FutureWarning)
             aoti_compile_and_package(program, package_path=tmp, inductor_configs=configs)
         os.replace(tmp, path)
     finally:
