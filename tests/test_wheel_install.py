@@ -5,11 +5,11 @@ Steps: build the wheel from a copy of the source tree; make a fresh venv in a te
 required dependencies (and only those: the closure of the wheel's ``Requires-Dist`` without extras)
 importable there by linking them (and pip) from this test's environment, so that torch is not downloaded
 again; install the wheel with ``pip --no-index`` (which proves that the required dependencies are
-complete); then, from a folder outside the checkout and without PYTHONPATH, run ``lnn-control --help``, a short ``train`` of an LTC
-agent (the compiled kernel builds from the wheel's C sources into a fresh cache), ``eval``, ``export
---format c --format torchscript`` and ``export --format onnx``, which must fail with the one-line error
-naming the extra (exit code 2). Then ``pip install 'lnn-control[export]'`` (from the package registry, at
-the versions of this environment) and the ONNX export and the torch-free ``Controller`` work.
+complete); then, from a folder outside the checkout and without PYTHONPATH, run ``lnn-control --help``, a
+short ``train`` of an LTC agent (the compiled kernel builds from the wheel's C sources into a fresh cache),
+``eval``, ``export --format c --format torchscript`` and ``export --format onnx``, which must fail with the
+one-line error naming the extra (exit code 2). Then ``pip install 'lnn-control[export]'`` (from the package
+registry, at the versions of this environment) and the ONNX export and the torch-free ``Controller`` work.
 
 An audit hook installed in the fresh venv (a ``.pth`` file) records every file opened, directory listed
 and program started whose path lies in the checkout (this test's own environment excepted, where CI keeps
