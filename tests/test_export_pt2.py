@@ -217,3 +217,15 @@ def test_aoti_package_runs_in_cpp(case: str, export_root: str, harness: Path, tm
     actions = np.array([[float(v) for v in line.split("|")[0].split()] for line in printed])
     states = np.array([[float(v) for v in line.split("|")[1].split()] for line in printed])
     _check(case, actions, states)
+
+
+def test_format_lists_agree() -> None:
+    """The run layer and the CLI repeat the exporter's format lists (to stay torch-free): they must agree."""
+    from lnn_control.cli import build_parser
+    from lnn_control.export import DEFAULT_FORMATS, FORMATS
+    from lnn_control.runs.export import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS
+
+    assert (EXPORT_FORMATS, DEFAULT_EXPORT_FORMATS) == (FORMATS, DEFAULT_FORMATS)
+    export = build_parser()._subparsers._group_actions[0].choices["export"]
+    (action,) = [a for a in export._actions if a.dest == "format"]
+    assert tuple(action.choices) == FORMATS
