@@ -229,3 +229,20 @@ def test_format_lists_agree() -> None:
     export = build_parser()._subparsers._group_actions[0].choices["export"]
     (action,) = [a for a in export._actions if a.dest == "format"]
     assert tuple(action.choices) == FORMATS
+
+
+def test_aoti_without_a_compiler_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No C++ compiler (simulated): the aoti format fails up front with one line, nothing is written."""
+    import torch._inductor.cpp_builder as cpp_builder
+
+    from lnn_control.export import ToolchainError
+
+    def no_compiler() -> str:
+        raise RuntimeError("No working C compiler detected")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    model, env = make_model("cfc-default")
+    out = tmp_path / "export"
+    with pytest.raises(ToolchainError, match=r"no C\+\+ compiler found .*install g\+\+ or set \$CXX") as info:
+        export_policy(model, out, formats=("pt2", "aoti"), vec_normalize=env)
+    assert "\n" not in str(info.value) and not out.exists()
