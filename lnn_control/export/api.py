@@ -14,7 +14,7 @@ from lnn_control.extras import require
 
 from .actor import ActorMeta, ActorStep, actor_from_model, actor_from_module
 from .formats import ONNX_OPSET, write_c, write_onnx, write_torchscript
-from .pt2 import AOTI_SUFFIX, PT2_SUFFIX, check_aoti_toolchain, write_aoti, write_pt2
+from .pt2 import AOTI_SUFFIX, PT2_SUFFIX, check_aoti_toolchain, check_torch_export, write_aoti, write_pt2
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -120,7 +120,7 @@ def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     Raises:
         ValueError: an unknown format, or none.
         MissingExtraError: "onnx" without the ``export`` extra.
-        ToolchainError: "aoti" without AOTInductor or a C++ compiler.
+        ToolchainError: "pt2"/"aoti" without torch.export; "aoti" without AOTInductor or a C++ compiler.
     """
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
@@ -128,6 +128,8 @@ def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
         raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
     if "onnx" in formats:
         require("onnx", extra="export", feature="ONNX export")
+    if "pt2" in formats:
+        check_torch_export()
     if "aoti" in formats:
         check_aoti_toolchain()
     return formats

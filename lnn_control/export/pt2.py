@@ -34,7 +34,16 @@ from .actor import ActorMeta, ActorStep
 from .formats import INPUT_NAMES, OUTPUT_NAMES, _example_inputs
 from .sidecar import atomic_write_bytes, write_sidecar
 
-__all__ = ["AOTI_SUFFIX", "PT2_SUFFIX", "ToolchainError", "export_program", "write_aoti", "write_pt2"]
+__all__ = [
+    "AOTI_SUFFIX",
+    "PT2_SUFFIX",
+    "ToolchainError",
+    "check_aoti_toolchain",
+    "check_torch_export",
+    "export_program",
+    "write_aoti",
+    "write_pt2",
+]
 
 PT2_SUFFIX = ".pt2"
 AOTI_SUFFIX = ".aoti.pt2"
@@ -67,12 +76,17 @@ def _exportable(actor: ActorStep) -> ActorStep:
     return clone
 
 
-def export_program(actor: ActorStep, meta: ActorMeta) -> torch.export.ExportedProgram:
-    """The actor step as an ExportedProgram with a dynamic batch axis (traced at batch 2)."""
+def check_torch_export() -> None:
+    """Raise :class:`ToolchainError` unless this torch has ``torch.export`` with dynamic dimensions."""
     if not hasattr(torch, "export") or not hasattr(torch.export, "Dim"):
         raise ToolchainError(
             f"the pt2 and aoti formats need torch.export (torch >= 2.6), got torch {torch.__version__}"
         )
+
+
+def export_program(actor: ActorStep, meta: ActorMeta) -> torch.export.ExportedProgram:
+    """The actor step as an ExportedProgram with a dynamic batch axis (traced at batch 2)."""
+    check_torch_export()
     module = _exportable(actor)
     batch = torch.export.Dim("batch", min=1)
     dynamic = ({0: batch}, {0: batch}, {0: batch})
@@ -110,6 +124,7 @@ def write_pt2(actor: ActorStep, meta: ActorMeta, path: str | Path) -> dict[str, 
 
 def check_aoti_toolchain() -> None:
     """Raise :class:`ToolchainError` unless AOTInductor and its C++ compiler are available."""
+    check_torch_export()
     try:
         from torch._inductor import aoti_compile_and_package  # noqa: F401
         from torch._inductor.cpp_builder import get_cpp_compiler
