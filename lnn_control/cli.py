@@ -2,7 +2,8 @@
 
 A thin argparse layer over :mod:`lnn_control.runs`: each subcommand parses its arguments, calls one library
 function and prints its result. Problems the user can fix (unknown task, bad ``--set``, missing run
-directory, corrupt checkpoint) are one line on stderr with exit code 2; ``--debug`` shows the traceback.
+directory, corrupt checkpoint, a feature whose pip extra is not installed) are one line on stderr with exit
+code 2; ``--debug`` shows the traceback.
 An interrupted ``train``/``sweep`` (Ctrl-C, SIGTERM) saves a checkpoint and exits with 130/143.
 """
 
@@ -243,9 +244,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lnn_control.runs.export import export_run
+    from lnn_control.runs.export import DEFAULT_EXPORT_FORMATS, export_run
 
-    formats = args.format or ["torchscript", "onnx", "c"]
+    formats = args.format or list(DEFAULT_EXPORT_FORMATS)
     paths = export_run(args.run_dir, formats, out=args.out, checkpoint=args.checkpoint, prefix=args.prefix)
     for role, path in paths.items():
         _out(f"{role:20s} {path}")
@@ -298,6 +299,9 @@ _EXPORT_EPILOG = f"""\
 examples:
   {PROG} export runs/my-run                          # TorchScript, ONNX and C into runs/my-run/export
   {PROG} export runs/my-run --format onnx --out controller/ --checkpoint last
+  {PROG} export runs/my-run --format pt2 --format aoti  # torch.export; AOTInductor for C++ (needs g++)
+
+ONNX needs the export extra: pip install 'lnn-control[export]'.
 """
 
 
@@ -455,13 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="sweep folder")
     p.set_defaults(func=cmd_sweep, eval_episodes=5)
 
-    p = command("export", "export a run's controller (TorchScript, ONNX, C)", _EXPORT_EPILOG)
+    p = command("export", "export a run's controller (TorchScript, ONNX, C, torch.export)", _EXPORT_EPILOG)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
     p.add_argument(
         "--format",
         action="append",
-        choices=("torchscript", "onnx", "c"),
-        help="format; repeatable (default: all three)",
+        choices=("torchscript", "onnx", "c", "pt2", "aoti"),
+        help="format; repeatable (default: torchscript, onnx and c)",
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/export)")
     p.add_argument(
@@ -490,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
     except ImportError:  # pragma: no cover - tqdm is a dependency
         pass
+    from lnn_control.extras import MissingExtraError
     from lnn_control.runs.errors import RunError
 
     try:
@@ -499,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (RunError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (RunError, MissingExtraError, ValueError, FileNotFoundError, KeyError) as exc:
         if args.debug:
             raise
         print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -3,10 +3,11 @@
 Policies (untrained, LiquidPPO default heads pi=[64]) on a 17-observation, 6-action Box task (HalfCheetah's
 sizes): CfC-64 (backbone 128), LTC-64 (6 unfolds, semi-implicit), and NCP-19 (``AutoNCP(19, 6)``) with a
 CfC and with an LTC core. Runtimes: torch eager (the exported ActorStep module) and SB3 predict, TorchScript,
-onnxruntime (1 intra-op thread; raw ``run`` and ``Controller.step``), the generated C step timed in a C loop
-and called through ctypes. torch runs on one thread. Medians and p99 in microseconds.
+the torch.export program (and with ``--aoti`` its AOTInductor package, compiled here: minutes),
+onnxruntime (1 intra-op thread; raw ``run`` and ``Controller.step``), the generated C step timed in a C
+loop and called through ctypes. torch runs on one thread. Medians and p99 in microseconds.
 
-Usage: ``python scripts/bench_export.py [--repeats N] [--c-repeats N] [--cflags "-std=c99 -O2"]``.
+Usage: ``python scripts/bench_export.py [--repeats N] [--c-repeats N] [--cflags "-std=c99 -O2"] [--aoti]``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2000, help="timed calls per Python runtime")
     parser.add_argument("--c-repeats", type=int, default=20000, help="timed calls in the C loop")
     parser.add_argument("--cflags", default=" ".join(C_TIMING_FLAGS), help="gcc flags of the C builds")
+    parser.add_argument("--aoti", action="store_true", help="also the AOTInductor package (compiles C++)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()
@@ -80,7 +82,7 @@ def main() -> None:
 
         results = bench_actor(
             actor, meta, repeats=args.repeats, c_repeats=args.c_repeats, cflags=tuple(args.cflags.split()),
-            predict=predict,
+            predict=predict, aoti=args.aoti,
         )  # fmt: skip
         for runtime, (median, p99) in results.items():
             target = TARGETS_US.get((name, runtime))

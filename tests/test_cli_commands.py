@@ -464,6 +464,54 @@ def test_run_level_errors_are_one_line(runs, tmp_path, capsys):
     _one_line_error(capsys, ["eval", str(tmp_path)], "not a run directory")
 
 
+def test_missing_extras_are_one_line_with_exit_code_2(runs, tmp_path, capsys, monkeypatch):
+    """Without the export / video / cluster extra (simulated): one line naming the extra, exit code 2, and
+    nothing written; formats that need no extra still export."""
+    from lnn_control.extras import MissingExtraError
+
+    for name in ("onnx", "imageio_ffmpeg", "ray"):
+        monkeypatch.setitem(sys.modules, name, None)
+    out = tmp_path / "ctrl"
+    export = ["export", str(runs / "a0"), "--out", str(out)]
+    _one_line_error(capsys, [*export, "--format", "onnx"], "needs the Python package 'onnx', which is not")
+    _one_line_error(capsys, export, "pip install 'lnn-control[export]'")  # the default formats include ONNX
+    assert not out.exists()
+    video = tmp_path / "clip.mp4"
+    _one_line_error(
+        capsys, ["eval", str(runs / "a0"), "--video", str(video)], "pip install 'lnn-control[video]'"
+    )
+    assert not video.exists()
+    sweep = [
+        "sweep",
+        "--env",
+        TASK,
+        "--agent",
+        "liquid-ppo-cfc",
+        "--backend",
+        "ray",
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    _one_line_error(capsys, sweep, "pip install 'lnn-control[cluster]'")
+    with pytest.raises(MissingExtraError):
+        main(["--debug", *export, "--format", "onnx"])
+    assert main([*export, "--format", "c"]) == 0
+    assert (out / "policy.c").is_file()
+
+
+def test_export_pt2_writes_a_loadable_program(runs, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "ctrl"
+    assert main(["export", str(runs / "a0"), "--format", "pt2", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"policy.pt2", "policy.pt2.json"}
+    sidecar = json.loads((out / "policy.pt2.json").read_text())
+    step = torch.export.load(str(out / "policy.pt2")).module()
+    obs = torch.zeros(3, sidecar["obs_dim"])
+    action, h = step(obs, torch.zeros(3, sidecar["state_dim"]), torch.full((3, 1), 0.04))
+    assert action.shape == (3, sidecar["act_dim"]) and h.shape == (3, sidecar["state_dim"])
+
+
 def test_corrupt_checkpoints_are_reported_not_loaded(runs, tmp_path, capsys):
     run = tmp_path / "a0"
     shutil.copytree(runs / "a0", run)

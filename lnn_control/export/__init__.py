@@ -1,9 +1,10 @@
 """Export of a trained liquid policy's deterministic actor to a robot controller.
 
-- :func:`export_policy` (and :func:`export_torchscript`, :func:`export_onnx`, :func:`export_c`): write the
-  actor step ``step(obs (B, n_obs), h (B, H_total), dt (B, 1)) -> (action, h')`` as TorchScript, ONNX
-  (opset 17, dynamic batch) and/or a C99 ``.c``/``.h`` pair, each with a JSON sidecar (shapes, dt in
-  seconds and the nominal dt, observation layout, action bounds, cell, version, SHA-256 of the artefact).
+- :func:`export_policy` (and :func:`export_torchscript`, :func:`export_onnx`, :func:`export_c`,
+  :func:`export_pt2`): write the actor step ``step(obs (B, n_obs), h (B, H_total), dt (B, 1)) -> (action,
+  h')`` as TorchScript, ONNX (opset 17, dynamic batch), a C99 ``.c``/``.h`` pair, a ``torch.export``
+  ExportedProgram (``.pt2``) and/or an AOTInductor package for C++ (``.aoti.pt2``), each with a JSON sidecar
+  (shapes, dt in seconds and the nominal dt, observation layout, action bounds, cell, version, SHA-256).
 - :class:`Controller`: torch-free runtime of the ONNX artefact (numpy + onnxruntime) with ``reset`` and
   ``step(obs, dt=None)``.
 - :class:`ActorStep`, :func:`build_actor`: the torch module behind every format (see
@@ -26,6 +27,10 @@ _EXPORTS: dict[str, str] = {
     "export_torchscript": "api",
     "export_onnx": "api",
     "export_c": "api",
+    "export_pt2": "api",
+    "DEFAULT_FORMATS": "api",
+    "check_formats": "api",
+    "ToolchainError": "pt2",
     "build_actor": "api",
     "FORMATS": "api",
     "ActorStep": "actor",
@@ -35,16 +40,20 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "DEFAULT_FORMATS",
     "FORMATS",
     "ONNX_OPSET",
     "ActorMeta",
     "ActorStep",
     "ArtifactError",
     "Controller",
+    "ToolchainError",
     "build_actor",
+    "check_formats",
     "export_c",
     "export_onnx",
     "export_policy",
+    "export_pt2",
     "export_torchscript",
     "generate_c",
     "load_sidecar",
@@ -52,9 +61,20 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .actor import ActorMeta, ActorStep
-    from .api import FORMATS, build_actor, export_c, export_onnx, export_policy, export_torchscript
+    from .api import (
+        DEFAULT_FORMATS,
+        FORMATS,
+        build_actor,
+        check_formats,
+        export_c,
+        export_onnx,
+        export_policy,
+        export_pt2,
+        export_torchscript,
+    )
     from .c_codegen import generate_c
     from .formats import ONNX_OPSET
+    from .pt2 import ToolchainError
     from .runtime import Controller
     from .sidecar import ArtifactError, load_sidecar
 

@@ -10,12 +10,27 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from lnn_control.extras import require
+
 from .actor import ActorMeta, ActorStep, actor_from_model, actor_from_module
 from .formats import ONNX_OPSET, write_c, write_onnx, write_torchscript
+from .pt2 import AOTI_SUFFIX, PT2_SUFFIX, check_aoti_toolchain, check_torch_export, write_aoti, write_pt2
 
-__all__ = ["FORMATS", "build_actor", "export_c", "export_onnx", "export_policy", "export_torchscript"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "FORMATS",
+    "build_actor",
+    "check_formats",
+    "export_c",
+    "export_onnx",
+    "export_policy",
+    "export_pt2",
+    "export_torchscript",
+]
 
-FORMATS = ("torchscript", "onnx", "c")
+FORMATS = ("torchscript", "onnx", "c", "pt2", "aoti")
+# What export_policy and ``lnn-control export`` write by default (aoti compiles C++ for 20-70 s: ask for it).
+DEFAULT_FORMATS = ("torchscript", "onnx", "c")
 
 
 def _load_vec_normalize(vec_normalize: Any) -> Any:
@@ -97,10 +112,33 @@ def build_actor(
     )
 
 
+def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
+    """The formats as a tuple, after checking that each is known and that its tools are installed.
+
+    Called before any work, so that a missing extra fails at once rather than after the first artefacts.
+
+    Raises:
+        ValueError: an unknown format, or none.
+        MissingExtraError: "onnx" without the ``export`` extra.
+        ToolchainError: "pt2"/"aoti" without torch.export; "aoti" without AOTInductor or a C++ compiler.
+    """
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
+    if "onnx" in formats:
+        require("onnx", extra="export", feature="ONNX export")
+    if "pt2" in formats:
+        check_torch_export()
+    if "aoti" in formats:
+        check_aoti_toolchain()
+    return formats
+
+
 def export_policy(
     model_or_path: Any,
     out_dir: str | Path,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     vec_normalize: Any = None,
     prefix: str = "policy",
     *,
@@ -110,25 +148,27 @@ def export_policy(
     """Export the deterministic actor in ``formats`` into ``out_dir``.
 
     Files (each with a JSON sidecar ``<file>.json`` holding shapes, dt, bounds, cell and SHA-256):
-    ``<prefix>.pt`` (TorchScript), ``<prefix>.onnx``, ``<prefix>.c`` + ``<prefix>.h``.
+    ``<prefix>.pt`` (TorchScript), ``<prefix>.onnx``, ``<prefix>.c`` + ``<prefix>.h``, ``<prefix>.pt2``
+    (torch.export ExportedProgram), ``<prefix>.aoti.pt2`` (AOTInductor package for C++ libtorch).
 
     Args:
         model_or_path, vec_normalize: see :func:`build_actor`.
         out_dir: directory (created if missing).
-        formats: any of ``"torchscript"``, ``"onnx"``, ``"c"``.
+        formats: any of :data:`FORMATS`: ``"torchscript"``, ``"onnx"``, ``"c"``, ``"pt2"``, ``"aoti"``
+            (default :data:`DEFAULT_FORMATS`, the first three).
         prefix: file stem, and the C symbol prefix (a C identifier).
         opset: ONNX opset (>= 17).
         actor_options: ``nominal_dt``, ``max_dt``, ``obs_names``, ``readout``, ``action_low/high`` of
             :func:`build_actor`.
     Returns:
         paths by role: ``torchscript``, ``torchscript_sidecar``, ``onnx``, ``onnx_sidecar``, ``c_source``,
-        ``c_header``, ``c_sidecar`` (those of the requested formats).
+        ``c_header``, ``c_sidecar``, ``pt2``, ``pt2_sidecar``, ``aoti``, ``aoti_sidecar`` (those of the
+        requested formats).
+    Raises:
+        MissingExtraError: "onnx" without the ``export`` extra (checked before anything is written).
+        ToolchainError: "aoti" without AOTInductor or a C++ compiler (likewise).
     """
-    if isinstance(formats, str):
-        formats = (formats,)
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
+    formats = check_formats(formats)
     if not str(prefix).isidentifier():
         raise ValueError(f"prefix must be an identifier (letters, digits, _), got {prefix!r}")
     actor, meta = build_actor(model_or_path, vec_normalize, **actor_options)
@@ -141,7 +181,25 @@ def export_policy(
         paths.update(write_onnx(actor, meta, out_dir / f"{prefix}.onnx", opset=opset))
     if "c" in formats:
         paths.update(write_c(actor, meta, out_dir, prefix))
+    if "pt2" in formats:
+        paths.update(write_pt2(actor, meta, out_dir / f"{prefix}{PT2_SUFFIX}"))
+    if "aoti" in formats:
+        paths.update(write_aoti(actor, meta, out_dir / f"{prefix}{AOTI_SUFFIX}"))
     return paths
+
+
+def export_pt2(
+    model_or_path: Any,
+    out_dir: str | Path,
+    vec_normalize: Any = None,
+    prefix: str = "policy",
+    *,
+    aoti: bool = False,
+    **options: Any,
+) -> dict[str, Path]:
+    """``<prefix>.pt2`` (ExportedProgram), with ``aoti`` also ``<prefix>.aoti.pt2`` (see export_policy)."""
+    formats = ("pt2", "aoti") if aoti else ("pt2",)
+    return export_policy(model_or_path, out_dir, formats, vec_normalize, prefix, **options)
 
 
 def export_torchscript(

@@ -5,6 +5,8 @@ All figures are per call at batch 1, in microseconds (median and 99th percentile
 - ``torch eager``: the ``ActorStep`` module under ``torch.no_grad()`` (what ``predict`` computes, without
   SB3's numpy conversion), and ``sb3 predict`` for reference;
 - ``torchscript``: the traced module;
+- ``torch.export``: the ExportedProgram's module (``.pt2``), and with ``aoti=True`` ``aoti (python)``: the
+  AOTInductor package run from Python (its C++ runner, compiled here; 20-70 s to build);
 - ``onnxruntime``: ``InferenceSession.run`` with one intra-op thread, and ``Controller.step`` (input checks,
   state handling included);
 - ``c (loop)``: the generated C step timed inside a C loop (``clock_gettime`` around each call; its own
@@ -24,8 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lnn_control.extras import require
+
 from .actor import ActorMeta, ActorStep
 from .formats import trace_actor, write_c, write_onnx
+from .pt2 import export_program, write_aoti
 
 __all__ = ["C_TIMING_FLAGS", "bench_actor", "c_timing_harness", "percentiles_us", "time_calls"]
 
@@ -116,13 +121,14 @@ def bench_actor(
     cflags: tuple[str, ...] = C_TIMING_FLAGS,
     predict: Callable[[np.ndarray], Any] | None = None,
     workdir: str | Path | None = None,
+    aoti: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """(median, p99) microseconds per runtime for one step at batch 1 (see the module docstring).
 
     The Python-side runtimes are timed interleaved, ``rounds`` rounds of ``repeats / rounds`` calls each, so
     that bursts of load on a shared machine spread over all of them alike.
     """
-    import onnxruntime as ort
+    ort = require("onnxruntime", extra="export", feature="the onnxruntime benchmark")
 
     from .runtime import Controller
 
@@ -133,8 +139,9 @@ def bench_actor(
 
     obs_t = [torch.from_numpy(o[None]) for o in observations]
     dt_t = torch.from_numpy(dt)
-    torch_state = {"eager": torch.zeros(1, meta.state_dim), "script": torch.zeros(1, meta.state_dim)}
+    torch_state = {name: torch.zeros(1, meta.state_dim) for name in ("eager", "script", "pt2", "aoti")}
     scripted = trace_actor(actor, meta)
+    program = export_program(actor, meta).module()
 
     def eager(i: int) -> None:
         with torch.no_grad():
@@ -144,8 +151,13 @@ def bench_actor(
         with torch.no_grad():
             _, torch_state["script"] = scripted(obs_t[i % 64], torch_state["script"], dt_t)
 
+    def exported(i: int) -> None:
+        with torch.no_grad():
+            _, torch_state["pt2"] = program(obs_t[i % 64], torch_state["pt2"], dt_t)
+
     runtimes["torch eager"] = eager
     runtimes["torchscript"] = script
+    runtimes["torch.export"] = exported
     if predict is not None:
         runtimes["sb3 predict"] = lambda i: predict(observations[i % 64])
 
@@ -183,6 +195,15 @@ def bench_actor(
         state_ptr, action_ptr = c_state.ctypes.data_as(floats), c_action.ctypes.data_as(floats)
         step_dt = float(meta.nominal_dt)
         runtimes["c (ctypes)"] = lambda i: lib.bench_step(pointers[i % 64], state_ptr, step_dt, action_ptr)
+        if aoti:
+            runner = torch._inductor.aoti_load_package(
+                str(write_aoti(actor, meta, tmp_path / "b.pt2")["aoti"])
+            )
+
+            def compiled(i: int) -> None:
+                _, torch_state["aoti"] = runner(obs_t[i % 64], torch_state["aoti"], dt_t)
+
+            runtimes["aoti (python)"] = compiled
 
         per_round = max(1, repeats // rounds)
         samples: dict[str, list[np.ndarray]] = {name: [] for name in [*runtimes, "c (loop)"]}
@@ -197,6 +218,8 @@ def bench_actor(
         "torch eager",
         "sb3 predict",
         "torchscript",
+        "torch.export",
+        "aoti (python)",
         "onnxruntime",
         "Controller.step",
         "c (loop)",

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lnn_control.extras import require
+
 from .actor import ActorMeta, ActorStep
 from .c_codegen import generate_c
 from .sidecar import atomic_write_bytes, write_sidecar
@@ -88,9 +90,12 @@ def write_torchscript(actor: ActorStep, meta: ActorMeta, path: str | Path) -> di
 def write_onnx(
     actor: ActorStep, meta: ActorMeta, path: str | Path, opset: int = ONNX_OPSET
 ) -> dict[str, Path]:
-    """``path`` (ONNX, standard ops at opset ``opset``, dynamic batch) and its sidecar."""
-    import onnx
+    """``path`` (ONNX, standard ops at opset ``opset``, dynamic batch) and its sidecar.
 
+    Raises:
+        MissingExtraError: without the ``export`` extra (the ``onnx`` package).
+    """
+    onnx = require("onnx", extra="export", feature="ONNX export")
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     path = Path(path)

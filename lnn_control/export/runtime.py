@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from lnn_control.extras import require
+
 from .sidecar import ArtifactError, load_sidecar
 
 __all__ = ["ArtifactError", "Controller"]
@@ -83,7 +85,7 @@ class Controller:
         self._last_time: float | None = None
 
     def _open(self, artifact: Path, num_threads: int) -> Any:
-        import onnxruntime as ort
+        ort = require("onnxruntime", extra="export", feature="the ONNX Controller")
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(num_threads)

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from lnn_control.atomic import atomic_write_text
+from lnn_control.extras import require
 from lnn_control.runs.compare import Comparison, compare_runs
 from lnn_control.runs.config import RunSpec, resolve
 from lnn_control.runs.errors import RunError
@@ -254,10 +255,7 @@ def run_sweeps(
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise RunError(f"workers must be an integer >= 1, got {workers!r}")
     if backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError as exc:
-            raise RunError("the ray backend needs Ray: pip install 'lnn-control[cluster]'") from exc
+        require("ray", extra="cluster", feature="the Ray sweep backend")
     planned = [(plan, plan_sweep(plan.base, plan.seeds, plan.grid)) for plan in plans]
     outs = [Path(plan.out) for plan in plans]
     if len(set(outs)) != len(outs):

@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from lnn_control.atomic import atomic_write_bytes
+from lnn_control.extras import require
 from lnn_control.runs.errors import RunError
 
 __all__ = ["VIDEO_FORMATS", "FrameRecorder", "check_video_path", "ensure_offscreen_gl", "write_video"]
@@ -34,18 +35,19 @@ def ensure_offscreen_gl() -> None:
 
 
 def check_video_path(path: str | Path) -> Path:
-    """The path, if its format is writable here; RunError naming the missing extra otherwise."""
+    """The path, if its format is writable here.
+
+    Raises:
+        RunError: not a .gif or .mp4 path, or no Pillow for a GIF.
+        MissingExtraError: an MP4 without the ``video`` extra (imageio, imageio-ffmpeg).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_FORMATS:
         raise RunError(f"video file must end in {' or '.join(VIDEO_FORMATS)}, got {str(path)!r}")
-    if suffix == ".mp4" and (
-        importlib.util.find_spec("imageio") is None or importlib.util.find_spec("imageio_ffmpeg") is None
-    ):
-        raise RunError(
-            "writing MP4 needs imageio and imageio-ffmpeg: pip install 'lnn-control[video]' "
-            "(or pip install imageio imageio-ffmpeg), or write a .gif instead"
-        )
+    if suffix == ".mp4":  # checked before any frame is rendered
+        for module in ("imageio", "imageio_ffmpeg"):
+            require(module, extra="video", feature="MP4 video (or write a .gif)")
     if suffix == ".gif" and importlib.util.find_spec("PIL") is None:
         raise RunError("writing GIF needs Pillow: pip install pillow")
     return path
@@ -95,7 +97,7 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: float) -> Path:
             buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
         )
         return atomic_write_bytes(path, buf.getvalue())
-    import imageio.v2 as imageio
+    imageio = require("imageio.v2", extra="video", feature="MP4 video (or write a .gif)")
 
     tmp = path.with_name(f".{path.name}.tmp.mp4")
     try:
