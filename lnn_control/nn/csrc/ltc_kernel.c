@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 /* x86-64 with GCC: one clone per instruction set, chosen at load time (no -march=native in the build). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -25,6 +28,26 @@
 #define LTC_INLINE static inline __attribute__((always_inline))
 #else
 #define LTC_INLINE static inline
+#endif
+
+/* Denormal operands and results cost a microcode assist (~100 cycles) each on many x86 cores. The float sigmoid
+ * saturates at 1 / (1 + e^88), itself denormal, and a compiler may evaluate a saturated branch's products for
+ * every synapse before selecting: without flushing, that made the sparse kernel's forward 9x slower than its
+ * backward. Each entry point runs with flush-to-zero and denormals-are-zero set in this thread's MXCSR and
+ * restores the caller's mode on return; values below ~1e-38 (float) or ~1e-308 (double) become 0. */
+#if defined(__x86_64__) || defined(__i386__)
+#define LTC_FLUSH_DENORMALS 0x8040u /* FTZ (bit 15) | DAZ (bit 6) */
+typedef unsigned int ltc_fp_mode;
+static ltc_fp_mode ltc_fp_enter(void) {
+    const unsigned int mode = _mm_getcsr();
+    _mm_setcsr(mode | LTC_FLUSH_DENORMALS);
+    return mode;
+}
+static void ltc_fp_leave(ltc_fp_mode mode) { _mm_setcsr(mode); }
+#else
+typedef int ltc_fp_mode;
+static ltc_fp_mode ltc_fp_enter(void) { return 0; }
+static void ltc_fp_leave(ltc_fp_mode mode) { (void)mode; }
 #endif
 
 /* size bytes aligned to a cache line (vector loads and stores must not straddle lines); free *base after use. */

@@ -20,7 +20,8 @@
  *
  * Two kernels compute this. When every synapse exists ("rows"), each sample runs alone and the inner loops run
  * over a neuron's contiguous row of synapses. Otherwise ("lanes"), rows are short and scattered, so LTC_LANES
- * samples run together, one per vector lane: every synapse is then one vector operation, with no gathers.
+ * samples run together, one per vector lane: every synapse is then one vector operation, with no gathers, and
+ * the cost is in proportion to the synapse count. The caller (ltc_native.py) chooses the layout.
  */
 
 #define LTC_ARGS_SHARED                                                                                          \
@@ -433,15 +434,23 @@ LTC_INLINE int LTC_NAME(lanes_backward)(LTC_ARGS_BACKWARD) {
 }
 
 /* ------------------------------------------------------------------------------------------ entry points */
+/* One forward and one backward per layout; the caller chooses: "rows" needs complete synapse sets (rowptr[j] =
+ * j n_pre for both), "lanes" takes any. Each returns 0, or 1 when its work buffer cannot be allocated. */
 
-LTC_INLINE int LTC_NAME(complete)(int64_t units, int64_t inputs, const int64_t *rowptr, const int64_t *s_rowptr) {
-    return rowptr[units] == units * units && s_rowptr[units] == units * inputs;
+LTC_DISPATCH
+int LTC_NAME(ltc_rows_forward)(LTC_ARGS_FORWARD) {
+    const ltc_fp_mode mode = ltc_fp_enter();
+    const int status = LTC_NAME(rows_forward)(LTC_PASS_FORWARD);
+    ltc_fp_leave(mode);
+    return status;
 }
 
 LTC_DISPATCH
-int LTC_NAME(ltc_forward)(LTC_ARGS_FORWARD) {
-    if (LTC_NAME(complete)(units, inputs, rowptr, s_rowptr)) return LTC_NAME(rows_forward)(LTC_PASS_FORWARD);
-    return LTC_NAME(lanes_forward)(LTC_PASS_FORWARD);
+int LTC_NAME(ltc_lanes_forward)(LTC_ARGS_FORWARD) {
+    const ltc_fp_mode mode = ltc_fp_enter();
+    const int status = LTC_NAME(lanes_forward)(LTC_PASS_FORWARD);
+    ltc_fp_leave(mode);
+    return status;
 }
 
 /* Gradients of a scalar loss given grad_out = dL/d out (B, T, H), from the forward's out, trace and
@@ -449,9 +458,19 @@ int LTC_NAME(ltc_forward)(LTC_ARGS_FORWARD) {
  * and the per-synapse gradients of sigma, neg_sigma_mu, w_erev and w (S) and of their sensory counterparts (R):
  * the caller zeroes those. */
 LTC_DISPATCH
-int LTC_NAME(ltc_backward)(LTC_ARGS_BACKWARD) {
-    if (LTC_NAME(complete)(units, inputs, rowptr, s_rowptr)) return LTC_NAME(rows_backward)(LTC_PASS_BACKWARD);
-    return LTC_NAME(lanes_backward)(LTC_PASS_BACKWARD);
+int LTC_NAME(ltc_rows_backward)(LTC_ARGS_BACKWARD) {
+    const ltc_fp_mode mode = ltc_fp_enter();
+    const int status = LTC_NAME(rows_backward)(LTC_PASS_BACKWARD);
+    ltc_fp_leave(mode);
+    return status;
+}
+
+LTC_DISPATCH
+int LTC_NAME(ltc_lanes_backward)(LTC_ARGS_BACKWARD) {
+    const ltc_fp_mode mode = ltc_fp_enter();
+    const int status = LTC_NAME(lanes_backward)(LTC_PASS_BACKWARD);
+    ltc_fp_leave(mode);
+    return status;
 }
 
 #undef LTC_ARGS_SHARED
