@@ -3,7 +3,7 @@
 Only torch (and numpy) is imported below this package: no Gymnasium, no Stable-Baselines3.
 """
 
-from . import ltc_native
+from . import cfc_native, ltc_native
 from .cfc import CfCCell
 from .fit import FitResult, NonFiniteLossError, fit
 from .ltc import LTCCell

@@ -44,7 +44,7 @@ __all__ = ["LAYOUTS", "Synapses", "available", "disabled", "layout", "ltc_recurr
 LAYOUTS = ("rows", "lanes")
 
 _SOURCE_DIR = Path(__file__).with_name("csrc")
-_SOURCES = ("ltc_kernel.c", "ltc_kernel_body.h")
+_SOURCES = ("ltc_kernel.c", "ltc_kernel_body.h", "kernel_common.h")
 # -fno-trapping-math lets the compiler turn the exp argument clamps into vector selects (NaN still propagates)
 _FLAGS = (
     "-O3",
@@ -73,20 +73,22 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
 
 
-def _build(compiler: str) -> Path:
-    """Compile the kernel into the cache (atomically: build to a temporary name, then rename)."""
+def _build(compiler: str, sources: tuple[str, ...] = _SOURCES) -> Path:
+    """Compile a kernel (``sources[0]`` includes the others) into the cache, named after its sources' hash
+    (atomically: build to a temporary name, then rename). Also used by ``cfc_native``."""
     digest = hashlib.sha256()
-    for name in _SOURCES:
+    for name in sources:
         digest.update((_SOURCE_DIR / name).read_bytes())
     digest.update(" ".join((compiler, *_FLAGS, platform.machine(), platform.system())).encode())
-    target = _cache_dir() / f"ltc_kernel-{digest.hexdigest()[:16]}.so"
+    stem = Path(sources[0]).stem
+    target = _cache_dir() / f"{stem}-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        command = [compiler, *_FLAGS, "-o", temporary, str(_SOURCE_DIR / "ltc_kernel.c"), "-lm"]
+        command = [compiler, *_FLAGS, "-o", temporary, str(_SOURCE_DIR / sources[0]), "-lm"]
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
         os.replace(temporary, target)
     finally:
@@ -180,7 +182,7 @@ def _run_slices(calls: list) -> None:
             _pool = (os.getpid(), len(calls), pool)
         results = list(_pool[2].map(lambda call: call(), calls))
     if any(results):
-        raise MemoryError("the compiled LTC kernel could not allocate its work buffer")
+        raise MemoryError("a compiled kernel could not allocate its work buffer")
 
 
 class _Recurrence(torch.autograd.Function):
