@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lnn_control.nn import LTC, AutoNCP, CfC, ltc_native
+from lnn_control.nn import LTC, AutoNCP, CfC, cfc_native, ltc_native
 
 BATCH, STEPS, INPUTS, UNITS = 64, 128, 17, 64
 SPARSE_LIMIT = 0.5  # flag a sparse/dense fwd+bwd ratio above this (see the module docstring)
@@ -104,10 +104,10 @@ class Ours(nn.Module):
 
 
 class OursTorchLoop(Ours):
-    """Our LTC on its torch loop (the fallback where the compiled kernel cannot run)."""
+    """Our cell on its torch loop (the fallback where the compiled kernels cannot run)."""
 
     def forward(self, x, dt=None, h=None):
-        with ltc_native.disabled():
+        with ltc_native.disabled(), cfc_native.disabled():
             return self.model(x, h0=h, dt=dt)
 
 
@@ -185,6 +185,8 @@ def main() -> None:
         ("LTC-64 (6 unfolds)", Ours(LTC(INPUTS, UNITS)), "ncps LTC-64"),
         ("CfC AutoNCP(64,8)", Ours(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps CfC AutoNCP(64,8)"),
         ("LTC AutoNCP(64,8)", Ours(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), "ncps LTC AutoNCP(64,8)"),
+        ("CfC-64, torch loop", OursTorchLoop(CfC(INPUTS, UNITS)), "ncps CfC-64"),
+        ("CfC AutoNCP(64,8), torch loop", OursTorchLoop(CfC(INPUTS, AutoNCP(UNITS, 8, seed=0))), None),
         ("LTC-64, torch loop", OursTorchLoop(LTC(INPUTS, UNITS)), "ncps LTC-64"),
         ("LTC AutoNCP(64,8), torch loop", OursTorchLoop(LTC(INPUTS, AutoNCP(UNITS, 8, seed=0))), None),
     ]
@@ -200,6 +202,8 @@ def main() -> None:
     print(f"fwd+bwd: B={BATCH}, T={STEPS}, in={INPUTS}; latency: B=1, one step")
     kernel = "yes" if ltc_native.available() else "NOT AVAILABLE (our LTC rows run the torch loop)"
     print(f"compiled LTC kernel: {kernel}")
+    kernel = "yes" if cfc_native.available() else "NOT AVAILABLE (our CfC rows run the torch loop)"
+    print(f"compiled CfC kernel: {kernel}")
     print()
     print("| model | fwd+bwd (ms) | x nn.LSTM-64 | x ncps | single-step latency (us) | latency x ncps |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -317,7 +317,7 @@ LNN_INLINE int CFC_NAME(backward)(int64_t batch, int64_t steps, int64_t n_blocks
 
 /* ------------------------------------------------------------------------------------------ entry points */
 
-LNN_DISPATCH
+LNN_DISPATCH_WIDE
 int CFC_NAME(cfc_forward)(int64_t batch, int64_t steps, int64_t n_blocks, const int64_t *dims,
                           const CFC_REAL *const *weights, const CFC_REAL *pre0, const CFC_REAL *dt,
                           const CFC_REAL *keep, const CFC_REAL *mask, const CFC_REAL *h0, CFC_REAL *out,
@@ -328,7 +328,7 @@ int CFC_NAME(cfc_forward)(int64_t batch, int64_t steps, int64_t n_blocks, const 
     return status;
 }
 
-LNN_DISPATCH
+LNN_DISPATCH_WIDE
 int CFC_NAME(cfc_backward)(int64_t batch, int64_t steps, int64_t n_blocks, const int64_t *dims,
                            const CFC_REAL *const *weights, const CFC_REAL *dt, const CFC_REAL *keep,
                            const CFC_REAL *mask, const CFC_REAL *trace, const CFC_REAL *grad_out,
