@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import gc
+import io
 import warnings
 
 import pytest
@@ -232,3 +235,21 @@ def test_without_a_working_compiler_the_torch_loop_runs_after_a_warning(compiler
         reference, _ = model(x, h0=h0, dt=dt)
     assert torch.equal(y, reference)
     assert not cfc_native.available()
+
+
+def test_a_model_with_cached_kernel_weights_copies_and_pickles():
+    """Inference caches the kernel's pointer table on the module; deepcopy and pickle must rebuild it for
+    the copy's own weights (and not point into the original, which may be gone)."""
+    model = make("autoncp", torch.float32).eval()
+    x, dt, _, h0 = batch_inputs(model, torch.float32)
+    with torch.no_grad():
+        expected = model(x, h0=h0, dt=dt)[0]
+        copied = copy.deepcopy(model)
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        del model
+        gc.collect()
+        assert torch.equal(copied(x, h0=h0, dt=dt)[0], expected)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        assert torch.equal(loaded(x, h0=h0, dt=dt)[0], expected)

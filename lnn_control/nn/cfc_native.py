@@ -138,44 +138,49 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _FIELDS = len(BlockWeights._fields)
 
 
-class Prepared(NamedTuple):
-    """Blocks ready for the kernel (see ``prepare``): reusable while the weights do not change."""
+class Prepared:
+    """Blocks laid out for the kernel (``prepare``): dims, a table of 8 weight pointers per block and the
+    tensors it points into, reusable while the weights do not change. Copies and pickles rebuild the table
+    for the copied weights (ctypes pointer tables cannot be pickled, and must not point into the original)."""
 
-    specs: tuple[BlockSpec, ...]
-    weights: list[BlockWeights]
-    features: list[tuple[int, int, int]]  # per block (offset, P, Q) in the trace's feature axis
-    width: int  # features per step in the trace
-    dims: ctypes.Array
-    table: ctypes.Array
-    keep_alive: list[Tensor]  # the tensors the table points into
+    def __init__(self, specs: tuple[BlockSpec, ...], weights: list[BlockWeights]) -> None:
+        if len(specs) != len(weights) or not specs or specs[0].inputs != 0:
+            raise ValueError(
+                f"expected one weight set per block and a first block without inputs, got {specs}"
+            )
+        if any(w.heads_w is not None for w in weights[1:]):
+            raise ValueError("only the first block can have a backbone")
+        self.specs = tuple(specs)
+        self.weights = list(weights)
+        self.dims = (ctypes.c_int64 * (5 * len(specs)))()
+        self.table = (ctypes.c_void_p * (8 * len(specs)))()
+        self.keep_alive: list[Tensor] = []  # the tensors the table points into
+        self.features: list[tuple[int, int, int]] = []  # per block (offset, P, Q) in the trace's features
+        offset = 0
+        for i, (spec, w) in enumerate(zip(specs, weights, strict=True)):
+            backbone = w.heads_w is not None
+            width, heads = w.w.shape[0], spec.hidden * (1 if spec.mode == "pure" else 4)
+            if w.w.shape[1] != spec.inputs + spec.hidden or (not backbone and width != heads):
+                raise ValueError(f"block {i}: weight of shape {tuple(w.w.shape)} does not fit {spec}")
+            self.features.append((offset, width, heads))
+            offset += heads + (width if backbone else 0)
+            self.dims[5 * i : 5 * i + 5] = [spec.inputs, spec.hidden, width, int(backbone), _MODES[spec.mode]]
+            transposed = None if w.heads_w is None else w.heads_w.detach().t()
+            pointers = [w.w, w.w.detach().t(), w.b, w.heads_w, transposed, w.heads_b, w.a, w.w_tau]
+            for k, t in enumerate(pointers):
+                if t is not None:
+                    t = t.detach().contiguous()
+                    self.keep_alive.append(t)
+                    self.table[8 * i + k] = t.data_ptr()
+        self.width = offset  # features per step in the trace
+
+    def __reduce__(self):
+        return (Prepared, (self.specs, self.weights))
 
 
 def prepare(specs: tuple[BlockSpec, ...], weights: list[BlockWeights]) -> Prepared:
-    """Check the blocks and lay their weights out for the kernel (dims, a table of 8 pointers per block)."""
-    if len(specs) != len(weights) or not specs or specs[0].inputs != 0:
-        raise ValueError(f"expected one weight set per block and a first block without inputs, got {specs}")
-    if any(w.heads_w is not None for w in weights[1:]):
-        raise ValueError("only the first block can have a backbone")
-    dims = (ctypes.c_int64 * (5 * len(specs)))()
-    table = (ctypes.c_void_p * (8 * len(specs)))()
-    keep_alive: list[Tensor] = []
-    features, offset = [], 0
-    for i, (spec, w) in enumerate(zip(specs, weights, strict=True)):
-        backbone = w.heads_w is not None
-        width, heads = w.w.shape[0], spec.hidden * (1 if spec.mode == "pure" else 4)
-        if w.w.shape[1] != spec.inputs + spec.hidden or (not backbone and width != heads):
-            raise ValueError(f"block {i}: weight of shape {tuple(w.w.shape)} does not fit {spec}")
-        features.append((offset, width, heads))
-        offset += heads + (width if backbone else 0)
-        dims[5 * i : 5 * i + 5] = [spec.inputs, spec.hidden, width, int(backbone), _MODES[spec.mode]]
-        transposed = None if w.heads_w is None else w.heads_w.detach().t()
-        pointers = [w.w, w.w.detach().t(), w.b, w.heads_w, transposed, w.heads_b, w.a, w.w_tau]
-        for k, t in enumerate(pointers):
-            if t is not None:
-                t = t.detach().contiguous()
-                keep_alive.append(t)
-                table[8 * i + k] = t.data_ptr()
-    return Prepared(tuple(specs), list(weights), features, offset, dims, table, keep_alive)
+    """Check the blocks and lay their weights out for the kernel (see ``Prepared``)."""
+    return Prepared(specs, weights)
 
 
 def _address(t: Tensor | None) -> int | None:
