@@ -15,6 +15,11 @@ integrator (dt -> 0 invariance, step-splitting consistency) use ``LTCCell``.
 With a wiring, the cell runs one backbone-free CfC block per wiring layer (NCP: inter, command, motor); each
 block sees the previous layer's new state and its own previous state through masked weights, so only
 the wiring's synapses exist. The state is the concatenation of the layers' states in layer order.
+
+On CPU the time loop runs a compiled kernel (``cfc_native``: forward and hand-written backward in one call
+each, wired or not, all modes, dropout included) where the configuration allows (at most one backbone layer,
+tanh or LeCun tanh); the torch loops below compute the same function and run everything else: GPU tensors,
+a dt that requires grad, tracing and export, and machines without a C compiler.
 """
 
 from __future__ import annotations
