@@ -24,6 +24,7 @@ __all__ = [
     "NonFiniteLossError",
     "Random",
     "Wiring",
+    "cfc_native",
     "fit",
     "from_ncps",
     "ltc_native",
