@@ -81,6 +81,24 @@ def test_kernel_equals_the_torch_loop_in_float64(name):
         torch.testing.assert_close(native[key], expected, rtol=1e-10, atol=1e-12, msg=key)
 
 
+@pytest.mark.parametrize("batch", [1, 8, 20])
+@pytest.mark.parametrize("name", ["default", "autoncp_pure"])
+def test_kernel_equals_the_torch_loop_at_other_batch_sizes(name, batch):
+    """The kernel runs 16 samples at a time where more than 8 remain, else 8: B = 11 (above) is one
+    padded pair, 20 a pair then a padded group of 8, 8 one full group, 1 the single-step case."""
+    model = make(name, torch.float64)
+    x, dt, resets, h0 = batch_inputs(model, torch.float64)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(batch, STEPS, IN, generator=g, dtype=torch.float64)
+    dt = torch.rand(batch, STEPS, generator=g, dtype=torch.float64)
+    resets = torch.rand(batch, STEPS, generator=g) < 0.2
+    h0 = torch.randn(1, batch, h0.shape[-1], generator=g, dtype=torch.float64)
+    native = outputs_and_gradients(model, x, dt, resets, h0, native=True)
+    reference = outputs_and_gradients(model, x, dt, resets, h0, native=False)
+    for key, expected in reference.items():
+        torch.testing.assert_close(native[key], expected, rtol=1e-10, atol=1e-12, msg=key)
+
+
 @pytest.mark.parametrize("name", ["default", "autoncp", "pure"])
 def test_kernel_equals_the_torch_loop_in_float32(name):
     model = make(name, torch.float32)
