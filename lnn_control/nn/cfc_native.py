@@ -210,12 +210,12 @@ def _run_forward(
         size = part.stop - part.start
         return lambda: kernel(size, *shared, *pointers)
 
-    parts = ltc_native._slices(batch)
-    if len(parts) == 1:  # the common inference case, without the thread pool's bookkeeping
-        if call(parts[0])():
+    if batch <= _LANES or torch.get_num_threads() == 1:  # one slice: no views, no thread pool (inference)
+        pointers = [_address(t) for t in (pre0, dt, keep, mask, h0, out, trace)]
+        if kernel(batch, *shared, *pointers):
             raise MemoryError("the compiled CfC kernel could not allocate its work buffer")
-    else:
-        ltc_native._run_slices([call(part) for part in parts])
+        return out
+    ltc_native._run_slices([call(part) for part in ltc_native._slices(batch)])
     return out
 
 
@@ -331,7 +331,8 @@ def cfc_recurrence(
     pre0, h0, dt = pre0.contiguous(), h0.contiguous(), dt.contiguous()
     keep = None if keep is None else keep.contiguous()
     mask = None if mask is None else mask.contiguous()
-    flat = [t for w in prepared.weights for t in w]
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [pre0, h0, *flat]):
-        return _Recurrence.apply(prepared, pre0, h0, dt, keep, mask, *flat)
+    if torch.is_grad_enabled():
+        flat = [t for w in prepared.weights for t in w]
+        if any(t is not None and t.requires_grad for t in [pre0, h0, *flat]):
+            return _Recurrence.apply(prepared, pre0, h0, dt, keep, mask, *flat)
     return _run_forward(prepared, pre0, h0, dt, keep, mask, None)
