@@ -7,11 +7,16 @@ reported figure is the median over updates timed round-robin across the agents.
 
     python scripts/bench_agents.py            # --quick: 3 updates of 8 x 256 steps per agent and task
     python scripts/bench_agents.py --updates 5 --tasks HalfCheetah-v5
+    python scripts/bench_agents.py --torch-loops   # also each liquid agent on its cells' torch loops
+
+``--torch-loops`` adds a "[torch loop]" row per liquid agent, trained with the compiled CfC/LTC kernels
+turned off: the kernels' effect on training throughput, measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import time
@@ -20,7 +25,10 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 
+from lnn_control.nn import cfc_native, ltc_native
 from lnn_control.sb3.agents import build_agent
+
+TORCH_LOOP = " [torch loop]"  # label suffix: the agent trains with the compiled cell kernels off
 
 # (label, catalogue agent, policy_kwargs overrides, algorithm overrides)
 AGENTS: list[tuple[str, str, dict, dict]] = [
@@ -55,6 +63,16 @@ def build(
     return model
 
 
+def torch_loops(label: str) -> contextlib.AbstractContextManager:
+    """The compiled cell kernels off for a "[torch loop]" row, else nothing."""
+    if not label.endswith(TORCH_LOOP):
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(cfc_native.disabled())
+    stack.enter_context(ltc_native.disabled())
+    return stack
+
+
 def measure(models: dict, args: argparse.Namespace) -> dict[str, float]:
     """Median env steps per second of one PPO update (rollout + training) per agent.
 
@@ -64,9 +82,10 @@ def measure(models: dict, args: argparse.Namespace) -> dict[str, float]:
     samples: dict[str, list[float]] = {label: [] for label in models}
     for _ in range(args.updates):
         for label, model in models.items():
-            start = time.perf_counter()
-            model.learn(per_update, reset_num_timesteps=False)
-            samples[label].append(per_update / (time.perf_counter() - start))
+            with torch_loops(label):
+                start = time.perf_counter()
+                model.learn(per_update, reset_num_timesteps=False)
+                samples[label].append(per_update / (time.perf_counter() - start))
     return {label: statistics.median(rates) for label, rates in samples.items()}
 
 
@@ -84,6 +103,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="substrings of agent labels to run")
+    parser.add_argument(
+        "--torch-loops", action="store_true", help="also each liquid agent with the compiled kernels off"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -94,8 +116,14 @@ def main() -> None:
         f"{args.n_envs * args.n_steps} steps"
     )
     agents = [a for a in AGENTS if args.only is None or any(s in a[0] for s in args.only)]
+    if args.torch_loops:
+        liquid = [(label + TORCH_LOOP, *rest) for label, *rest in agents if label.startswith("LiquidPPO")]
+        agents += liquid
     for task in args.tasks:
-        models = {label: build(agent, kwargs, extra, task, args) for label, agent, kwargs, extra in agents}
+        models = {}
+        for label, agent, kwargs, extra in agents:
+            with torch_loops(label):
+                models[label] = build(agent, kwargs, extra, task, args)
         rates = measure(models, args)
         mlp = rates.get(AGENTS[0][0])
         lstm = rates.get(AGENTS[1][0])

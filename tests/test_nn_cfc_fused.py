@@ -7,7 +7,14 @@ import copy
 import pytest
 import torch
 
-from lnn_control.nn import CfC
+from lnn_control.nn import CfC, cfc_native
+
+
+@pytest.fixture(autouse=True)
+def _torch_loops():
+    """These tests are about the torch loops (the fallback where the compiled kernel does not run)."""
+    with cfc_native.disabled():
+        yield
 
 
 def _resets(pattern: str) -> torch.Tensor | None:

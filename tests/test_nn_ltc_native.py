@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import warnings
 
 import pytest
@@ -186,3 +187,94 @@ def test_the_kernel_is_built_once_into_the_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(ltc_native, "_library", None)
     assert ltc_native.available()
     assert built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+class _RecordingLibrary:
+    """Wraps the loaded kernel library and records the entry points that are called."""
+
+    def __init__(self, library) -> None:
+        self.library = library
+        self.called: list[str] = []
+
+    def __getattr__(self, name: str):
+        function = getattr(self.library, name)
+
+        def call(*args):
+            self.called.append(name)
+            return function(*args)
+
+        return call
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("dense", "rows"), ("autoncp", "lanes"), ("random_sparse", "lanes")]
+)
+def test_a_sparse_wiring_reaches_the_lanes_kernel_and_a_dense_one_the_rows(name, expected, monkeypatch):
+    """The lanes kernel is the one whose cost follows the synapse count; a sparse wiring on the rows loop (or
+    a dense one on lanes) would compute the same values at the wrong cost, which only this check sees."""
+    assert ltc_native.available()
+    recorder = _RecordingLibrary(ltc_native._library)
+    monkeypatch.setattr(ltc_native, "_library", recorder)
+    model = make(name, torch.float32)
+    x, dt, resets, h0 = batch_inputs(model, torch.float32)
+    y, _ = model(x, h0=h0, dt=dt, resets=resets)
+    y.sum().backward()
+    assert recorder.called == [f"ltc_{expected}_forward_f32", f"ltc_{expected}_backward_f32"]
+
+
+def _kernel_arguments(cell, dtype):
+    """Inputs of ltc_native.ltc_recurrence for ``cell`` (B=BATCH, T=STEPS), with a reset and a zero step;
+    the same values on every call, the weights freshly derived from the parameters."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(BATCH, STEPS, IN, generator=g, dtype=dtype, requires_grad=True)
+    v0 = torch.randn(BATCH, UNITS, generator=g, dtype=dtype, requires_grad=True)
+    h = torch.rand(BATCH, STEPS, cell.unfolds, generator=g, dtype=dtype) * 0.05
+    h[2, 3] = 0.0
+    keep = (torch.rand(BATCH, STEPS, generator=g) > 0.2).to(dtype)
+    weights = cell._loop_weights(native=True)
+    neuron = (weights["cm"], weights["leak_current"], weights["conductance"])
+    return x, v0, neuron, weights["synapses"], weights["sensory_synapses"], h, keep
+
+
+def test_the_two_layouts_agree_on_a_complete_synapse_set():
+    """A dense cell run on the lanes kernel (which takes any edge list) gives the rows kernel's values and
+    gradients: two independent loops over the same function."""
+    cell = make("dense", torch.float64).cells[0]
+    results = {}
+    for name in ltc_native.LAYOUTS:
+        cell.zero_grad(set_to_none=True)
+        args = _kernel_arguments(cell, torch.float64)
+        x, v0 = args[:2]
+        out = ltc_native.ltc_recurrence(*args, layout_name=name)
+        out.sin().sum().backward()
+        results[name] = [out.detach(), x.grad, v0.grad] + [
+            p.grad for p in cell.parameters() if p.grad is not None
+        ]
+    assert len(results["rows"]) == len(results["lanes"]) > 3
+    for rows, lanes in zip(results["rows"], results["lanes"], strict=True):
+        torch.testing.assert_close(lanes, rows, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="complete synapse sets only"):
+        sparse = make("autoncp", torch.float64).cells[0]
+        ltc_native.ltc_recurrence(*_kernel_arguments(sparse, torch.float64), layout_name="rows")
+
+
+@pytest.mark.parametrize("name", ["dense", "autoncp"])
+def test_the_kernel_flushes_denormals_and_restores_the_callers_mode(name):
+    """Denormal values cost a microcode assist per operation on x86 (that made the sparse forward 9x slower
+    than its backward): inside the kernel they are flushed to zero, and the caller's floating-point mode is
+    restored afterwards. A state of 1e-40 (denormal in float32) kept through a zero-length step comes out as
+    0 from the kernel; torch, in the same thread after the call, still computes denormals."""
+    model = make(name, torch.float32)
+    h0 = torch.full((1, BATCH, UNITS), 1e-40)
+    assert h0[0, 0, 0] != 0
+    resets = torch.zeros(BATCH, STEPS, dtype=torch.bool)  # keep = 1: the kernel multiplies the state by it
+    with torch.no_grad():
+        _, h_n = model(torch.randn(BATCH, STEPS, IN), h0=h0, dt=torch.zeros(BATCH, STEPS), resets=resets)
+        with ltc_native.disabled():
+            _, h_torch = model(
+                torch.randn(BATCH, STEPS, IN), h0=h0, dt=torch.zeros(BATCH, STEPS), resets=resets
+            )
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        assert torch.equal(h_n, torch.zeros_like(h_n))
+    assert (h_torch != 0).all()  # the torch loop keeps denormals
+    assert (torch.tensor([1e-38]) * 0.01).item() != 0  # the caller's mode: denormals not flushed

@@ -3,7 +3,7 @@
 Only torch (and numpy) is imported below this package: no Gymnasium, no Stable-Baselines3.
 """
 
-from . import ltc_native
+from . import cfc_native, ltc_native
 from .cfc import CfCCell
 from .fit import FitResult, NonFiniteLossError, fit
 from .ltc import LTCCell
@@ -24,6 +24,7 @@ __all__ = [
     "NonFiniteLossError",
     "Random",
     "Wiring",
+    "cfc_native",
     "fit",
     "from_ncps",
     "ltc_native",

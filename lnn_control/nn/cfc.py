@@ -15,6 +15,11 @@ integrator (dt -> 0 invariance, step-splitting consistency) use ``LTCCell``.
 With a wiring, the cell runs one backbone-free CfC block per wiring layer (NCP: inter, command, motor); each
 block sees the previous layer's new state and its own previous state through masked weights, so only
 the wiring's synapses exist. The state is the concatenation of the layers' states in layer order.
+
+On CPU the time loop runs a compiled kernel (``cfc_native``: forward and hand-written backward in one call
+each, wired or not, all modes, dropout included) where the configuration allows (at most one backbone layer,
+tanh or LeCun tanh); the torch loops below compute the same function and run everything else: GPU tensors,
+a dt that requires grad, tracing and export, and machines without a C compiler.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import cfc_native
 from .cell import LiquidCell
 from .cfc_fused import fused_cfc_sequence
 from .inputs import join_steps, split_steps
@@ -163,19 +169,32 @@ class _CfCBlock(nn.Module):
             dropout=self.dropout.p if isinstance(self.dropout, nn.Dropout) and self.training else 0.0,
         )
 
-    def step(self, pre_x: Tensor, h: Tensor, dt: Tensor, plan: _LoopPlan) -> Tensor:
-        """One update: pre_x (B, out) = x @ w_x.T + b, h (B, hidden), dt (B, 1) -> h' (B, hidden)."""
+    def step(
+        self, pre_x: Tensor, h: Tensor, dt: Tensor, plan: _LoopPlan, masks: list[Tensor] | None = None
+    ) -> Tensor:
+        """One update: pre_x (B, out) = x @ w_x.T + b, h (B, hidden), dt (B, 1) -> h' (B, hidden); masks:
+        the dropout multipliers (B, backbone_units) of each backbone layer at this step (dropout_masks)."""
         z = torch.addmm(pre_x, h, plan.w_h_t)
         if plan.activation is not None:
             z = plan.activation(z)
-            if plan.dropout:
-                z = nn.functional.dropout(z, plan.dropout, True)
-            for w_t, b in plan.hidden_layers:
+            if masks is not None:
+                z = z * masks[0]
+            for k, (w_t, b) in enumerate(plan.hidden_layers, start=1):
                 z = plan.activation(torch.addmm(b, z, w_t))
-                if plan.dropout:
-                    z = nn.functional.dropout(z, plan.dropout, True)
+                if masks is not None:
+                    z = z * masks[k]
             z = torch.addmm(plan.heads_b, z, plan.heads_t)
         return self.gate(z, dt)
+
+    def dropout_masks(self, x: Tensor, plan: _LoopPlan) -> Tensor | None:
+        """Dropout multipliers for all steps at once, (layers, B, T, backbone_units), 0 or 1 / (1 - p);
+        None when dropout is off (inference, or p = 0). One draw before the loop, so that the torch loop and
+        the compiled kernel can use the same masks."""
+        if not plan.dropout or plan.activation is None:
+            return None
+        shape = (len(self.backbone), x.shape[0], x.shape[1], self.backbone[0].out_features)
+        keep = 1.0 - plan.dropout
+        return x.new_empty(shape).bernoulli_(keep).div_(keep)
 
     def gate(self, heads: Tensor, dt: Tensor) -> Tensor:
         """heads (B, n_heads * hidden), dt (B, 1) -> new state (B, hidden)."""
@@ -244,8 +263,8 @@ class CfCCell(LiquidCell):
         self.input_size = int(input_size)
         self.mode = mode
         self.freeze_recurrent = bool(freeze_recurrent)
-        # Train with the hand-written BPTT of cfc_fused where the configuration allows (set False to force
-        # the autograd loop, e.g. to compare the two).
+        # Run the compiled kernel (cfc_native) or train with the hand-written BPTT of cfc_fused where the
+        # configuration allows (set False to force the autograd loop, e.g. to compare the two).
         self.use_fused_loop = True
         self.config: dict[str, Any] = {
             "mode": mode,
@@ -328,8 +347,19 @@ class CfCCell(LiquidCell):
     ) -> tuple[Tensor, Tensor]:
         """x (B, T, in), h (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), h_T)."""
         blocks = list(self.blocks)
-        weights, plans = cached_when_inference(self, lambda: self._loop_weights(blocks))
-        if self._fusable(plans[0], dt, keep):
+        native = self._native_applies(x, h, dt, keep)
+        weights, plans, prepared = cached_when_inference(
+            self, lambda: self._loop_weights(blocks, native), variant=native
+        )
+        masks = blocks[0].dropout_masks(x, plans[0])
+        if prepared is not None:
+            pre = torch.nn.functional.linear(x, weights[0][0], weights[0][1])  # (B, T, P)
+            states = cfc_native.cfc_recurrence(
+                pre, h, dt, keep, None if masks is None else masks[0], prepared
+            )
+            y = states if self.wiring is None else states.index_select(-1, self.motor_index)
+            return y, states[:, -1]
+        if masks is None and self._fusable(plans[0], dt, keep):
             pre = torch.nn.functional.linear(x, weights[0][0], weights[0][1]).transpose(0, 1)  # (T, B, U)
             states = fused_cfc_sequence(
                 pre,
@@ -345,15 +375,16 @@ class CfCCell(LiquidCell):
         # Per-step views (see split_steps: never index [:, t] in a differentiable loop).
         dts = split_steps(dt.unsqueeze(-1), 1)  # T x (B, 1)
         keeps = [None] * x.shape[1] if keep is None else split_steps(keep.unsqueeze(-1), 1)
+        step_masks = [None] * x.shape[1] if masks is None else [list(m) for m in split_steps(masks, 2)]
         # The first block's input part for all steps at once, then per step: T x (B, out).
         pre_x0 = split_steps(torch.nn.functional.linear(x, weights[0][0], weights[0][1]), 1)
         outputs = []
         if len(blocks) == 1:
             step, plan = blocks[0].step, plans[0]
-            for pre, dt_t, keep_t in zip(pre_x0, dts, keeps, strict=True):
+            for pre, dt_t, keep_t, masks_t in zip(pre_x0, dts, keeps, step_masks, strict=True):
                 if keep_t is not None:
                     h = h * keep_t
-                h = step(pre, h, dt_t, plan)
+                h = step(pre, h, dt_t, plan, masks_t)
                 outputs.append(h)
         else:
             parts = list(h.split(self.layer_sizes, dim=-1))
@@ -369,10 +400,40 @@ class CfCCell(LiquidCell):
         y = states if self.wiring is None else states.index_select(-1, self.motor_index)
         return y, states[:, -1]
 
-    @staticmethod
-    def _loop_weights(blocks: list[_CfCBlock]) -> tuple[list[list[Tensor]], list[_LoopPlan]]:
+    def _loop_weights(
+        self, blocks: list[_CfCBlock], native: bool = False
+    ) -> tuple[list[list[Tensor]], list[_LoopPlan], cfc_native.Prepared | None]:
+        """The blocks' loop weights and plans, and (``native``) the compiled kernel's view of them."""
         weights = [block.fused_weights() for block in blocks]
-        return weights, [block.loop_plan(w) for block, w in zip(blocks, weights, strict=True)]
+        plans = [block.loop_plan(w) for block, w in zip(blocks, weights, strict=True)]
+        return weights, plans, self._native_blocks(blocks, weights) if native else None
+
+    def _native_blocks(self, blocks: list[_CfCBlock], weights: list[list[Tensor]]) -> cfc_native.Prepared:
+        """The blocks as the compiled kernel takes them (see ``cfc_native.BlockWeights``)."""
+        specs, block_weights = [], []
+        for i, (block, w) in enumerate(zip(blocks, weights, strict=True)):
+            inputs = 0 if i == 0 else block.in_features
+            first = w[2] if i == 0 else torch.cat([w[0], w[2]], dim=1)  # (P, inputs + hidden)
+            heads = (w[-2], w[-1]) if len(block.backbone) else (None, None)
+            a = w_tau = None
+            if block.mode == "pure":
+                a, w_tau = block.A, torch.where(block.w_tau == 0, block.w_tau, block.w_tau.abs())
+            specs.append(cfc_native.BlockSpec(inputs, block.hidden, block.mode))
+            block_weights.append(cfc_native.BlockWeights(first, None if i == 0 else w[1], *heads, a, w_tau))
+        return cfc_native.prepare(tuple(specs), block_weights)
+
+    def _native_applies(self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None) -> bool:
+        """Whether this call runs the compiled kernel: a configuration it covers (at most one backbone layer,
+        with tanh or LeCun tanh) and tensors it takes (see ``cfc_native``)."""
+        block = self.blocks[0]
+        return (
+            self.use_fused_loop
+            and len(block.backbone) <= 1
+            and (not len(block.backbone) or isinstance(block.activation, (LeCunTanh, nn.Tanh)))
+            and not dt.requires_grad
+            and (keep is None or not keep.requires_grad)
+            and cfc_native.usable(x, h, dt)
+        )
 
     def _fusable(self, plan: _LoopPlan, dt: Tensor, keep: Tensor | None) -> bool:
         """Whether the training loop can use the fused backward (see ``cfc_fused``); same forward result."""

@@ -36,10 +36,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["Synapses", "available", "disabled", "ltc_recurrence", "usable"]
+__all__ = ["LAYOUTS", "Synapses", "available", "disabled", "layout", "ltc_recurrence", "usable"]
+
+# The kernel's two loop layouts (see csrc/ltc_kernel_body.h): "rows" runs one sample at a time over contiguous
+# rows of a complete synapse set; "lanes" runs 8 samples per vector over an edge list, so that its cost is in
+# proportion to the synapse count (a sparse wiring must take it, or it costs as much as a dense one).
+LAYOUTS = ("rows", "lanes")
 
 _SOURCE_DIR = Path(__file__).with_name("csrc")
-_SOURCES = ("ltc_kernel.c", "ltc_kernel_body.h")
+_SOURCES = ("ltc_kernel.c", "ltc_kernel_body.h", "kernel_common.h")
 # -fno-trapping-math lets the compiler turn the exp argument clamps into vector selects (NaN still propagates)
 _FLAGS = (
     "-O3",
@@ -68,20 +73,22 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
 
 
-def _build(compiler: str) -> Path:
-    """Compile the kernel into the cache (atomically: build to a temporary name, then rename)."""
+def _build(compiler: str, sources: tuple[str, ...] = _SOURCES) -> Path:
+    """Compile a kernel (``sources[0]`` includes the others) into the cache, named after its sources' hash
+    (atomically: build to a temporary name, then rename). Also used by ``cfc_native``."""
     digest = hashlib.sha256()
-    for name in _SOURCES:
+    for name in sources:
         digest.update((_SOURCE_DIR / name).read_bytes())
     digest.update(" ".join((compiler, *_FLAGS, platform.machine(), platform.system())).encode())
-    target = _cache_dir() / f"ltc_kernel-{digest.hexdigest()[:16]}.so"
+    stem = Path(sources[0]).stem
+    target = _cache_dir() / f"{stem}-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        command = [compiler, *_FLAGS, "-o", temporary, str(_SOURCE_DIR / "ltc_kernel.c"), "-lm"]
+        command = [compiler, *_FLAGS, "-o", temporary, str(_SOURCE_DIR / sources[0]), "-lm"]
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
         os.replace(temporary, target)
     finally:
@@ -92,13 +99,14 @@ def _build(compiler: str) -> Path:
 
 def _declare(library: ctypes.CDLL) -> None:
     pointer, size = ctypes.c_void_p, ctypes.c_int64
-    for suffix in ("f32", "f64"):
-        forward = getattr(library, f"ltc_forward_{suffix}")
-        forward.argtypes = [size] * 5 + [pointer] * 22
-        forward.restype = ctypes.c_int
-        backward = getattr(library, f"ltc_backward_{suffix}")
-        backward.argtypes = [size] * 5 + [pointer] * 33
-        backward.restype = ctypes.c_int
+    for name in LAYOUTS:
+        for suffix in ("f32", "f64"):
+            forward = getattr(library, f"ltc_{name}_forward_{suffix}")
+            forward.argtypes = [size] * 5 + [pointer] * 22
+            forward.restype = ctypes.c_int
+            backward = getattr(library, f"ltc_{name}_backward_{suffix}")
+            backward.argtypes = [size] * 5 + [pointer] * 33
+            backward.restype = ctypes.c_int
 
 
 def _load() -> ctypes.CDLL | None:
@@ -174,14 +182,14 @@ def _run_slices(calls: list) -> None:
             _pool = (os.getpid(), len(calls), pool)
         results = list(_pool[2].map(lambda call: call(), calls))
     if any(results):
-        raise MemoryError("the compiled LTC kernel could not allocate its work buffer")
+        raise MemoryError("a compiled kernel could not allocate its work buffer")
 
 
 class _Recurrence(torch.autograd.Function):
     """out (B, T, H) = the semi-implicit LTC states after each step; see ``ltc_recurrence``."""
 
     @staticmethod
-    def forward(ctx, x, v0, h, keep, recurrent_index, sensory_index, *weights):
+    def forward(ctx, x, v0, h, keep, recurrent_index, sensory_index, layout_name, *weights):
         library = _load()
         batch, steps, inputs = x.shape
         units, substeps = v0.shape[1], h.shape[-1]
@@ -192,7 +200,7 @@ class _Recurrence(torch.autograd.Function):
         trace = x.new_empty(padded * steps * substeps * units) if needs_grad else None
         denominators = torch.empty_like(trace) if needs_grad else None
         per_sample = steps * substeps * units
-        kernel = getattr(library, f"ltc_forward_{_SUFFIX[x.dtype]}")
+        kernel = getattr(library, f"ltc_{layout_name}_forward_{_SUFFIX[x.dtype]}")
         # weights: cm, leak, conductance, then sigma, -sigma mu, w erev, w recurrent, then the same sensory
         shared = [*recurrent_index, *weights[3:7], *sensory_index, *weights[7:11], *weights[:3]]
 
@@ -207,6 +215,7 @@ class _Recurrence(torch.autograd.Function):
             ctx.save_for_backward(
                 x, h, keep, out, trace, denominators, *recurrent_index, *sensory_index, *weights
             )
+            ctx.layout_name = layout_name
         return out
 
     @staticmethod
@@ -224,7 +233,7 @@ class _Recurrence(torch.autograd.Function):
         # per slice, summed afterwards: cm, leak, conductance (H each), 4 x S recurrent, 4 x R sensory
         sizes = [units] * 3 + [rowptr[-1].item()] * 4 + [s_rowptr[-1].item()] * 4
         accumulators = x.new_zeros(len(parts), sum(sizes))
-        kernel = getattr(library, f"ltc_backward_{_SUFFIX[x.dtype]}")
+        kernel = getattr(library, f"ltc_{ctx.layout_name}_backward_{_SUFFIX[x.dtype]}")
         shared = [rowptr, pre, *weights[3:7], s_rowptr, s_pre, *weights[7:11], weights[0]]
 
         def call(i: int, part: slice) -> Callable[[], int]:
@@ -237,7 +246,7 @@ class _Recurrence(torch.autograd.Function):
 
         _run_slices([call(i, part) for i, part in enumerate(parts)])
         grad_weights = accumulators.sum(0).split(sizes)
-        return (grad_x, grad_v0, None, None, None, None, *grad_weights)
+        return (grad_x, grad_v0, None, None, None, None, None, *grad_weights)
 
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -269,6 +278,13 @@ class Synapses(NamedTuple):
     w: Tensor
 
 
+def layout(units: int, inputs: int, recurrent: Synapses, sensory: Synapses) -> str:
+    """The kernel layout for these synapse sets: "rows" when both are complete (every neuron reads every
+    neuron and every input), else "lanes"."""
+    complete = recurrent.pre.numel() == units * units and sensory.pre.numel() == units * inputs
+    return "rows" if complete else "lanes"
+
+
 def ltc_recurrence(
     x: Tensor,
     v0: Tensor,
@@ -277,6 +293,7 @@ def ltc_recurrence(
     sensory: Synapses,
     h: Tensor,
     keep: Tensor | None,
+    layout_name: str | None = None,
 ) -> Tensor:
     """The semi-implicit LTC states after every step; differentiable in all but h and keep.
 
@@ -289,11 +306,21 @@ def ltc_recurrence(
         sensory: the synapses from inputs to neurons (presynaptic index: an input feature).
         h: (B, T, K) substep lengths; 0 skips a substep (each sample its own count).
         keep: (B, T) 1.0 to keep, 0.0 to zero the state before a step, or None.
+        layout_name: "rows" (complete synapse sets only) or "lanes"; None chooses with ``layout``.
 
     Returns:
         (B, T, H) the state after each step.
     """
+    units, inputs = v0.shape[1], x.shape[2]
+    chosen = layout(units, inputs, recurrent, sensory)
+    if layout_name is None:
+        layout_name = chosen
+    elif layout_name not in LAYOUTS or (layout_name == "rows" and chosen != "rows"):
+        raise ValueError(
+            f"layout_name must be one of {LAYOUTS} (rows: complete synapse sets only), got {layout_name!r} "
+            f"for {recurrent.pre.numel()} of {units * units} recurrent synapses"
+        )
     weights = [*neuron, *recurrent[2:], *sensory[2:]]
     x, v0, h, *weights = (t.contiguous() for t in [x, v0, h, *weights])
     keep = None if keep is None else keep.contiguous()
-    return _Recurrence.apply(x, v0, h, keep, recurrent[:2], sensory[:2], *weights)
+    return _Recurrence.apply(x, v0, h, keep, recurrent[:2], sensory[:2], layout_name, *weights)

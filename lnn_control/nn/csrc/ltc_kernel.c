@@ -6,60 +6,14 @@
  * The tensor contract and the two kernels (complete synapse sets, one sample at a time; sparse sets,
  * LTC_LANES samples at a time) are described in ltc_kernel_body.h.
  */
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include "kernel_common.h"
 
-/* x86-64 with GCC: one clone per instruction set, chosen at load time (no -march=native in the build). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LTC_DISPATCH __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define LTC_DISPATCH
-#endif
 /* Samples per vector in the kernel for sparse synapse sets (see ltc_kernel_body.h). */
 #define LTC_LANES 8
 
-/* Inlined into each clone, so that the hot loops are compiled for the clone's instruction set. */
-#if defined(__GNUC__)
-#define LTC_INLINE static inline __attribute__((always_inline))
-#else
-#define LTC_INLINE static inline
-#endif
-
-/* size bytes aligned to a cache line (vector loads and stores must not straddle lines); free *base after use. */
-static void *ltc_alloc(size_t size, int zero, void **base) {
-    unsigned char *raw = zero ? calloc(size + 64, 1) : malloc(size + 64);
-    *base = raw;
-    if (raw == NULL) return NULL;
-    return raw + (64 - (uintptr_t)raw % 64) % 64;
-}
-
-/* exp(x) in float, written so that loops over it vectorise: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by the
- * classic degree-6 polynomial (Cephes expf coefficients, about 1 ulp), 2^n built in the exponent bits. */
-LTC_INLINE float ltc_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = x * 1.44269504088896341f + 12582912.0f; /* + 1.5 * 2^23 rounds to the nearest integer */
-    n -= 12582912.0f;
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 #define LTC_REAL float
 #define LTC_NAME(name) name##_f32
-#define LTC_SIGMOID(z) (1.0f / (1.0f + ltc_expf(-(z))))
+#define LTC_SIGMOID(z) (1.0f / (1.0f + lnn_expf(-(z))))
 #include "ltc_kernel_body.h"
 #undef LTC_REAL
 #undef LTC_NAME

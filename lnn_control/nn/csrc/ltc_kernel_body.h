@@ -20,7 +20,8 @@
  *
  * Two kernels compute this. When every synapse exists ("rows"), each sample runs alone and the inner loops run
  * over a neuron's contiguous row of synapses. Otherwise ("lanes"), rows are short and scattered, so LTC_LANES
- * samples run together, one per vector lane: every synapse is then one vector operation, with no gathers.
+ * samples run together, one per vector lane: every synapse is then one vector operation, with no gathers, and
+ * the cost is in proportion to the synapse count. The caller (ltc_native.py) chooses the layout.
  */
 
 #define LTC_ARGS_SHARED                                                                                          \
@@ -49,7 +50,7 @@
 /* ------------------------------------------------------------------------------------------------- rows */
 
 /* num, den (n_post) of a complete synapse set (row j: synapses j n_pre .. (j + 1) n_pre - 1) from u (n_pre). */
-LTC_INLINE void LTC_NAME(rows_synapses)(int64_t n_post, int64_t n_pre, const LTC_REAL *u, const LTC_REAL *sigma,
+LNN_INLINE void LTC_NAME(rows_synapses)(int64_t n_post, int64_t n_pre, const LTC_REAL *u, const LTC_REAL *sigma,
                                         const LTC_REAL *neg_sigma_mu, const LTC_REAL *w_erev, const LTC_REAL *w,
                                         LTC_REAL *num_out, LTC_REAL *den_out) {
     for (int64_t j = 0; j < n_post; j++) {
@@ -69,7 +70,7 @@ LTC_INLINE void LTC_NAME(rows_synapses)(int64_t n_post, int64_t n_pre, const LTC
 
 /* Backward of rows_synapses given d num, d den (n_post): adds into the synapse gradients and grad_u (n_pre).
  * act (n_pre) is scratch: the activations get their own loop, which vectorises where a fused one did not. */
-LTC_INLINE void LTC_NAME(rows_synapses_backward)(int64_t n_post, int64_t n_pre, const LTC_REAL *u,
+LNN_INLINE void LTC_NAME(rows_synapses_backward)(int64_t n_post, int64_t n_pre, const LTC_REAL *u,
                                                  const LTC_REAL *g_num, const LTC_REAL *g_den,
                                                  const LTC_REAL *sigma, const LTC_REAL *neg_sigma_mu,
                                                  const LTC_REAL *w_erev, const LTC_REAL *w, LTC_REAL *grad_sigma,
@@ -96,10 +97,10 @@ LTC_INLINE void LTC_NAME(rows_synapses_backward)(int64_t n_post, int64_t n_pre, 
     }
 }
 
-LTC_INLINE int LTC_NAME(rows_forward)(LTC_ARGS_FORWARD) {
+LNN_INLINE int LTC_NAME(rows_forward)(LTC_ARGS_FORWARD) {
     const int64_t H = units;
     void *base;
-    LTC_REAL *work = ltc_alloc((size_t)(7 * H) * sizeof(LTC_REAL), 0, &base);
+    LTC_REAL *work = lnn_alloc((size_t)(7 * H) * sizeof(LTC_REAL), 0, &base);
     if (work == NULL) return 1;
     LTC_REAL *v = work, *next = work + H, *num = work + 2 * H, *den = work + 3 * H;
     LTC_REAL *drive = work + 4 * H, *cond = work + 5 * H, *denom = work + 6 * H;
@@ -141,10 +142,10 @@ LTC_INLINE int LTC_NAME(rows_forward)(LTC_ARGS_FORWARD) {
     return 0;
 }
 
-LTC_INLINE int LTC_NAME(rows_backward)(LTC_ARGS_BACKWARD) {
+LNN_INLINE int LTC_NAME(rows_backward)(LTC_ARGS_BACKWARD) {
     const int64_t H = units, widest = H > inputs ? H : inputs;
     void *base;
-    LTC_REAL *work = ltc_alloc((size_t)(6 * H + widest) * sizeof(LTC_REAL), 0, &base);
+    LTC_REAL *work = lnn_alloc((size_t)(6 * H + widest) * sizeof(LTC_REAL), 0, &base);
     if (work == NULL) return 1;
     LTC_REAL *gv = work, *gprev = work + H, *g_num = work + 2 * H, *g_den = work + 3 * H;
     LTC_REAL *g_drive = work + 4 * H, *g_cond = work + 5 * H, *act = work + 6 * H;
@@ -209,7 +210,7 @@ LTC_INLINE int LTC_NAME(rows_backward)(LTC_ARGS_BACKWARD) {
  * length x lanes) first and are summed in vector registers after, so no sum waits on a store. */
 typedef LTC_REAL LTC_NAME(lanes_t) __attribute__((vector_size(LTC_LANES * sizeof(LTC_REAL))));
 
-LTC_INLINE void LTC_NAME(lanes_synapses)(int64_t n_post, const int64_t *rowptr, const int64_t *pre,
+LNN_INLINE void LTC_NAME(lanes_synapses)(int64_t n_post, const int64_t *rowptr, const int64_t *pre,
                                          const LTC_REAL *u, const LTC_REAL *sigma, const LTC_REAL *neg_sigma_mu,
                                          const LTC_REAL *w_erev, const LTC_REAL *w, LTC_REAL *num, LTC_REAL *den,
                                          LTC_REAL *scratch) {
@@ -242,7 +243,7 @@ LTC_INLINE void LTC_NAME(lanes_synapses)(int64_t n_post, const int64_t *rowptr, 
 
 /* Backward of lanes_synapses given d num, d den (n_post lanes): adds into per-lane synapse gradient
  * accumulators (acc: sigma, neg_sigma_mu, w_erev, w; each synapses x lanes) and into grad_u (lanes). */
-LTC_INLINE void LTC_NAME(lanes_synapses_backward)(int64_t n_post, const int64_t *rowptr, const int64_t *pre,
+LNN_INLINE void LTC_NAME(lanes_synapses_backward)(int64_t n_post, const int64_t *rowptr, const int64_t *pre,
                                                   const LTC_REAL *u, const LTC_REAL *g_num, const LTC_REAL *g_den,
                                                   const LTC_REAL *sigma, const LTC_REAL *neg_sigma_mu,
                                                   const LTC_REAL *w_erev, const LTC_REAL *w, LTC_REAL *acc,
@@ -271,7 +272,7 @@ LTC_INLINE void LTC_NAME(lanes_synapses_backward)(int64_t n_post, const int64_t 
 }
 
 /* Loads step t of the group starting at sample b0 (n samples, the other lanes padded) into lanes. */
-LTC_INLINE void LTC_NAME(lanes_load_step)(int64_t b0, int64_t n, int64_t t, int64_t steps, int64_t substeps,
+LNN_INLINE void LTC_NAME(lanes_load_step)(int64_t b0, int64_t n, int64_t t, int64_t steps, int64_t substeps,
                                           int64_t inputs, const LTC_REAL *x, const LTC_REAL *h,
                                           const LTC_REAL *keep, LTC_REAL *x_l, LTC_REAL *h_l, LTC_REAL *keep_l) {
     for (int l = 0; l < LTC_LANES; l++) {
@@ -283,17 +284,17 @@ LTC_INLINE void LTC_NAME(lanes_load_step)(int64_t b0, int64_t n, int64_t t, int6
     }
 }
 
-LTC_INLINE int LTC_NAME(lanes_any)(const LTC_REAL *values) {
+LNN_INLINE int LTC_NAME(lanes_any)(const LTC_REAL *values) {
     int any = 0;
     for (int l = 0; l < LTC_LANES; l++) any |= values[l] != 0;
     return any;
 }
 
-LTC_INLINE int LTC_NAME(lanes_forward)(LTC_ARGS_FORWARD) {
+LNN_INLINE int LTC_NAME(lanes_forward)(LTC_ARGS_FORWARD) {
     const int64_t H = units, L = LTC_LANES, HL = units * LTC_LANES, block = steps * substeps * HL;
     void *base;
     const int64_t widest = units > inputs ? units : inputs; /* the longest possible row */
-    LTC_REAL *work = ltc_alloc((size_t)(7 * HL + (inputs + substeps + 1 + 2 * widest) * L) * sizeof(LTC_REAL), 0, &base);
+    LTC_REAL *work = lnn_alloc((size_t)(7 * HL + (inputs + substeps + 1 + 2 * widest) * L) * sizeof(LTC_REAL), 0, &base);
     if (work == NULL) return 1;
     LTC_REAL *v = work, *next = work + HL, *num = work + 2 * HL, *den = work + 3 * HL, *drive = work + 4 * HL;
     LTC_REAL *cond = work + 5 * HL, *denom = work + 6 * HL, *x_l = work + 7 * HL, *h_l = x_l + inputs * L;
@@ -344,12 +345,12 @@ LTC_INLINE int LTC_NAME(lanes_forward)(LTC_ARGS_FORWARD) {
     return 0;
 }
 
-LTC_INLINE int LTC_NAME(lanes_backward)(LTC_ARGS_BACKWARD) {
+LNN_INLINE int LTC_NAME(lanes_backward)(LTC_ARGS_BACKWARD) {
     const int64_t H = units, L = LTC_LANES, HL = units * LTC_LANES, block = steps * substeps * HL;
     const int64_t S = rowptr[H], R = s_rowptr[H];
     const int64_t n_acc = (3 * H + 4 * S + 4 * R) * L; /* per lane: cm, leak, conductance, recurrent, sensory */
     void *base;
-    LTC_REAL *work = ltc_alloc((size_t)(7 * HL + (2 * inputs + substeps + 1) * L + n_acc) * sizeof(LTC_REAL), 1, &base);
+    LTC_REAL *work = lnn_alloc((size_t)(7 * HL + (2 * inputs + substeps + 1) * L + n_acc) * sizeof(LTC_REAL), 1, &base);
     if (work == NULL) return 1;
     LTC_REAL *gv = work, *gprev = work + HL, *g_num = work + 2 * HL, *g_den = work + 3 * HL;
     LTC_REAL *g_drive = work + 4 * HL, *g_cond = work + 5 * HL, *out_l = work + 6 * HL, *x_l = work + 7 * HL;
@@ -433,25 +434,43 @@ LTC_INLINE int LTC_NAME(lanes_backward)(LTC_ARGS_BACKWARD) {
 }
 
 /* ------------------------------------------------------------------------------------------ entry points */
+/* One forward and one backward per layout; the caller chooses: "rows" needs complete synapse sets (rowptr[j] =
+ * j n_pre for both), "lanes" takes any. Each returns 0, or 1 when its work buffer cannot be allocated. */
 
-LTC_INLINE int LTC_NAME(complete)(int64_t units, int64_t inputs, const int64_t *rowptr, const int64_t *s_rowptr) {
-    return rowptr[units] == units * units && s_rowptr[units] == units * inputs;
+LNN_DISPATCH
+int LTC_NAME(ltc_rows_forward)(LTC_ARGS_FORWARD) {
+    const lnn_fp_mode mode = lnn_fp_enter();
+    const int status = LTC_NAME(rows_forward)(LTC_PASS_FORWARD);
+    lnn_fp_leave(mode);
+    return status;
 }
 
-LTC_DISPATCH
-int LTC_NAME(ltc_forward)(LTC_ARGS_FORWARD) {
-    if (LTC_NAME(complete)(units, inputs, rowptr, s_rowptr)) return LTC_NAME(rows_forward)(LTC_PASS_FORWARD);
-    return LTC_NAME(lanes_forward)(LTC_PASS_FORWARD);
+LNN_DISPATCH
+int LTC_NAME(ltc_lanes_forward)(LTC_ARGS_FORWARD) {
+    const lnn_fp_mode mode = lnn_fp_enter();
+    const int status = LTC_NAME(lanes_forward)(LTC_PASS_FORWARD);
+    lnn_fp_leave(mode);
+    return status;
 }
 
 /* Gradients of a scalar loss given grad_out = dL/d out (B, T, H), from the forward's out, trace and
  * denominators. Writes grad_v0 (B, H) and grad_x (B, T, I); adds into grad_cm, grad_leak, grad_conductance (H)
  * and the per-synapse gradients of sigma, neg_sigma_mu, w_erev and w (S) and of their sensory counterparts (R):
  * the caller zeroes those. */
-LTC_DISPATCH
-int LTC_NAME(ltc_backward)(LTC_ARGS_BACKWARD) {
-    if (LTC_NAME(complete)(units, inputs, rowptr, s_rowptr)) return LTC_NAME(rows_backward)(LTC_PASS_BACKWARD);
-    return LTC_NAME(lanes_backward)(LTC_PASS_BACKWARD);
+LNN_DISPATCH
+int LTC_NAME(ltc_rows_backward)(LTC_ARGS_BACKWARD) {
+    const lnn_fp_mode mode = lnn_fp_enter();
+    const int status = LTC_NAME(rows_backward)(LTC_PASS_BACKWARD);
+    lnn_fp_leave(mode);
+    return status;
+}
+
+LNN_DISPATCH
+int LTC_NAME(ltc_lanes_backward)(LTC_ARGS_BACKWARD) {
+    const lnn_fp_mode mode = lnn_fp_enter();
+    const int status = LTC_NAME(lanes_backward)(LTC_PASS_BACKWARD);
+    lnn_fp_leave(mode);
+    return status;
 }
 
 #undef LTC_ARGS_SHARED
