@@ -34,12 +34,13 @@ TORCH_LOOP = " [torch loop]"  # label suffix: the agent trains with the compiled
 AGENTS: list[tuple[str, str, dict, dict]] = [
     ("PPO MLP 64x64", "ppo-mlp", {}, {}),
     ("RecurrentPPO LSTM 64 (actor+critic LSTMs)", "ppo-lstm", {}, {}),
-    ("LiquidPPO CfC 64 (shared)", "liquid-ppo-cfc", {}, {}),
-    ("LiquidPPO CfC 64 (shared, seq_len 16)", "liquid-ppo-cfc", {}, {"seq_len": 16}),
+    ("LiquidPPO CfC 64 (detached critic, default)", "liquid-ppo-cfc", {}, {}),
+    ("LiquidPPO CfC 64 (detached, seq_len 16)", "liquid-ppo-cfc", {}, {"seq_len": 16}),
     ("LiquidPPO CfC 64 (separate critic)", "liquid-ppo-cfc", {"critic": "separate"}, {}),
-    ("LiquidPPO LTC 64 (shared)", "liquid-ppo-ltc", {"units": 64}, {}),
-    ("LiquidPPO LSTM 64 (shared)", "liquid-ppo-cfc", {"cell": "lstm", "cell_kwargs": {}}, {}),
-    ("LiquidPPO CfC-NCP 48 (shared)", "liquid-ppo-ncp", {}, {}),
+    ("LiquidPPO LTC 64 (detached)", "liquid-ppo-ltc", {}, {}),
+    ("LiquidPPO LSTM 64 (detached)", "liquid-ppo-cfc", {"cell": "lstm", "cell_kwargs": {}}, {}),
+    ("LiquidPPO LTC-NCP 48 (detached)", "liquid-ppo-ncp", {}, {}),
+    ("LiquidPPO CfC-NCP 48 (detached)", "liquid-ppo-ncp-cfc", {}, {}),
 ]
 
 
