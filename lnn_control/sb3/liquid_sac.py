@@ -337,7 +337,9 @@ class LiquidSAC(SAC):
         """Forward pass of one gradient step over n chunks of K steps (b burn-in, L = K - b trained).
 
         Returns ``log_prob`` (n*L, 1) of fresh actions ``actions_pi`` (n*L, act) at the trained steps,
-        ``critic_loss``, and ``critic_latents`` (detached, n*L rows each) for the actor loss.
+        ``critic_loss``, and ``critic_latents`` (detached, n*L rows each) for the actor loss; for checks,
+        ``current_q`` (list of (n*L, 1)), ``target_q`` (n*L, 1) and the ``next_actions``/``next_log_prob`` of
+        the targets.
         """
         policy = self.policy
         n, k, b = data.actions.shape[0], self.chunk_len, self.burn_in
@@ -394,6 +396,8 @@ class LiquidSAC(SAC):
             "critic_latents": [z.detach() for z in current],
             "target_q": target_q,
             "current_q": current_q,
+            "next_actions": next_actions,
+            "next_log_prob": next_log_prob,
         }
 
     def _truncation_targets(

@@ -34,11 +34,6 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
-try:
-    import psutil
-except ImportError:  # pragma: no cover - psutil ships with SB3's extras; without it no check
-    psutil = None
-
 __all__ = ["SequenceReplayBuffer", "SequenceReplaySamples", "bytes_per_transition"]
 
 
@@ -284,10 +279,28 @@ class SequenceReplayBuffer(ReplayBuffer):
         )
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available (psutil when installed, else Linux's /proc/meminfo), None if unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _check_memory(total: int, transitions: int, per_transition: int) -> None:
-    if psutil is None:
+    available = available_memory()
+    if available is None:
         return
-    available = psutil.virtual_memory().available
     what = (
         f"the replay buffer needs {total / 1e9:.2f} GB ({transitions} transitions x {per_transition} bytes)"
     )
