@@ -330,3 +330,68 @@ def test_step_by_step_reference_catches_ignored_resets(monkeypatch) -> None:  # 
         monkeypatch.setattr(sac_policies, "run_core", real)
         q_ref, _, _ = _reference(model, data, out)
     assert np.abs(th.cat(out["current_q"], dim=1).numpy() - q_ref).max() > 1e-3
+
+
+# ------------------------------------------------------------------------------ catalogue, CLI and export
+@pytest.mark.parametrize(
+    ("name", "cell"),
+    [("liquid-sac-cfc", "cfc"), ("liquid-sac-ltc", "ltc"), ("sac-lstm", "lstm"), ("sac-mlp", None)],
+)
+def test_sac_agents_build_and_learn(name: str, cell: str | None) -> None:
+    from stable_baselines3 import SAC
+
+    from lnn_control.sb3.agents import build_agent, load_agent_config
+
+    config = load_agent_config(name)
+    assert config["hyperparameters"]["learning_starts"] == 10_000  # RL Zoo's MuJoCo SAC
+    small = dict(buffer_size=2000, learning_starts=50, seed=0)
+    if cell is None:
+        model = build_agent(config, "InvertedPendulum-v5", batch_size=32, **small)
+        assert type(model) is SAC
+    else:
+        model = build_agent(
+            config, "InvertedPendulum-v5", batch_size=16, chunk_len=12, burn_in=4, **small,
+            policy_kwargs={"units": 8, "net_arch": [16]},
+        )  # fmt: skip
+        assert type(model) is LiquidSAC and model.policy.cell == cell
+        assert model.policy.critic_mode == "separate" and model.policy.time_unit.item() == pytest.approx(0.04)
+    model.learn(80)
+    assert model._n_updates > 0
+
+
+def test_cli_trains_evaluates_and_exports_liquid_sac(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from lnn_control.cli import main
+
+    sets = [
+        "hyperparameters.learning_starts=64",
+        "hyperparameters.buffer_size=4000",
+        "hyperparameters.batch_size=16",
+        "hyperparameters.chunk_len=12",
+        "hyperparameters.burn_in=4",
+        "policy_kwargs.units=8",
+        "policy_kwargs.cell_kwargs.backbone_units=16",
+        "policy_kwargs.net_arch=[32]",
+    ]
+    args = [
+        "train",
+        "--env",
+        "InvertedPendulum-NoVel-Jitter-v0",
+        "--agent",
+        "liquid-sac-cfc",
+        "--no-progress",
+    ]
+    for item in sets:
+        args += ["--set", item]
+    run = tmp_path / "run"
+    args += ["--eval-episodes", "2", "--timesteps", "256", "--eval-freq", "128", "--out", str(run)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["returns"]) == 2
+    out = tmp_path / "ctrl"
+    assert main(["export", str(run), "--format", "onnx", "--format", "c", "--out", str(out)]) == 0
+    sidecar = json.loads((out / "policy.onnx.json").read_text())
+    assert sidecar["action"]["postprocess"] == "tanh_rescale" and sidecar["cell"] == "cfc"
