@@ -372,8 +372,8 @@ def actor_from_model(
         head = [policy.mlp_extractor.policy_net, policy.action_net]
     else:
         raise TypeError(
-            "expected a LiquidPPO/LiquidSAC model or a LiquidActorCriticPolicy/LiquidSACPolicy, got "
-            f"{type(model).__name__}"
+            "expected a LiquidPPO model or a LiquidSAC model (or their LiquidActorCriticPolicy / "
+            f"LiquidSACPolicy), got {type(model).__name__}"
         )
     if vec_normalize is None and hasattr(model, "get_vec_normalize_env"):
         vec_normalize = model.get_vec_normalize_env()
