@@ -108,6 +108,8 @@ def test_buffer_bad_arguments_are_clear_errors() -> None:
         buf.stage(state=np.zeros((1, 1, 4)), dts=[np.nan], next_dts=[0.1], episode_starts=[True])
     with pytest.raises(ValueError, match="fewer than chunk_len"):
         buf.sample_chunks(2)
+    with pytest.raises(ValueError, match="supports Box observations, not Dict"):
+        SequenceReplayBuffer(80, spaces.Dict({"x": box}), box, state_shape=(1, 4), chunk_len=8, burn_in=2)
     with pytest.raises(MemoryError, match="replay buffer needs"):
         SequenceReplayBuffer(10**13, box, box, state_shape=(1, 4), chunk_len=8, burn_in=2)
 

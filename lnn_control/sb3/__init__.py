@@ -18,7 +18,7 @@ from lnn_control.sb3.policies import (
     MultiInputLiquidPolicy,
 )
 from lnn_control.sb3.recurrence import CELLS, TorchRNN, make_recurrence, make_wiring
-from lnn_control.sb3.sac_policies import LiquidSACPolicy, MultiInputLiquidSACPolicy
+from lnn_control.sb3.sac_policies import LiquidSACPolicy
 from lnn_control.sb3.sequence_replay import SequenceReplayBuffer, SequenceReplaySamples
 from lnn_control.sb3.timing import DtTracker, query_nominal_dts
 
@@ -32,7 +32,6 @@ __all__ = [
     "LiquidSACPolicy",
     "MultiInputLiquidActorCriticPolicy",
     "MultiInputLiquidPolicy",
-    "MultiInputLiquidSACPolicy",
     "RecurrentCarry",
     "SequenceDictRolloutBuffer",
     "SequenceReplayBuffer",

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from lnn_control.atomic import atomic_write_bytes
 from lnn_control.sb3.carry import RecurrentCarry
-from lnn_control.sb3.sac_policies import LiquidSACPolicy, MultiInputLiquidSACPolicy
+from lnn_control.sb3.sac_policies import LiquidSACPolicy
 from lnn_control.sb3.sequence_replay import SequenceReplayBuffer, SequenceReplaySamples
 
 SelfLiquidSAC = TypeVar("SelfLiquidSAC", bound="LiquidSAC")
@@ -52,7 +52,7 @@ class LiquidSAC(SAC):
       refreshed state; one inside a chunk from the state stored after that step (the collecting policy's);
     - the actor loss reuses the critic cores' latents of the critic update (detached), with the updated Q
       heads, instead of a second pass of the critic cores;
-    - ``use_sde`` and ``n_steps > 1`` are not supported; observations must be Box spaces.
+    - ``use_sde``, ``n_steps > 1`` and Dict observations are not supported (clear errors).
 
     Critic arrangement: ``policy_kwargs=dict(critic="separate")`` (default: each Q network has its own core)
     or ``"detached"`` (the Q heads read the actor's core), chosen on the CueHoldEnv memory task
@@ -69,7 +69,6 @@ class LiquidSAC(SAC):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "LiquidPolicy": LiquidSACPolicy,
-        "MultiInputLiquidPolicy": MultiInputLiquidSACPolicy,
     }
     policy: LiquidSACPolicy
     replay_buffer: SequenceReplayBuffer  # type: ignore[assignment]

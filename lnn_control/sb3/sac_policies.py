@@ -38,7 +38,6 @@ from stable_baselines3.common.distributions import SquashedDiagGaussianDistribut
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
-    CombinedExtractor,
     FlattenExtractor,
     create_mlp,
 )
@@ -405,25 +404,3 @@ class LiquidSACPolicy(BasePolicy):
     def recurrent_actor(self) -> nn.Module:
         """The actor's core (the name LiquidActorCriticPolicy uses)."""
         return self.actor.core
-
-
-class MultiInputLiquidSACPolicy(LiquidSACPolicy):
-    """:class:`LiquidSACPolicy` for Dict observation spaces (SB3's CombinedExtractor by default)."""
-
-    def __init__(
-        self,
-        observation_space: spaces.Dict,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        *args: Any,
-        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            *args,
-            features_extractor_class=features_extractor_class,
-            **kwargs,
-        )
