@@ -278,6 +278,12 @@ def test_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_array_equal(loaded.replay_buffer.states, model.replay_buffer.states)
     np.testing.assert_array_equal(loaded.replay_buffer.dts, model.replay_buffer.dts)
     loaded.learn(40, reset_num_timesteps=False)  # training continues from the loaded buffer
+    model.policy.save(tmp_path / "policy.pth")  # the policy alone, as SB3's BasePolicy.save/load
+    policy = type(model.policy).load(tmp_path / "policy.pth")
+    np.testing.assert_array_equal(
+        policy.predict(obs, deterministic=True, dt=0.02)[0],
+        model.predict(obs, deterministic=True, dt=0.02)[0],
+    )
 
 
 def test_vecnormalize_observations_are_normalised_at_sampling() -> None:

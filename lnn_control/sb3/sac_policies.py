@@ -281,6 +281,7 @@ class LiquidSACPolicy(BasePolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
+            lr_schedule=self._dummy_schedule,  # only the optimizers use it; set again by the algorithm
             net_arch=self.net_arch,
             activation_fn=self.activation_fn,
             n_critics=self.n_critics,

@@ -201,7 +201,9 @@ class SequenceReplayBuffer(ReplayBuffer):
 
     def mark_truncated(self) -> None:
         """End every env's trajectory at the last written step as a time-limit truncation (the env was
-        reset out of band, e.g. a new ``learn`` call): chunks then never join two unrelated trajectories."""
+        reset out of band, e.g. a new ``learn`` call): chunks then never join two unrelated trajectories.
+        Inside a chunk, that step's bootstrap reads the state stored after it, which is then the new
+        trajectory's zero start state (not the old episode's): an approximation for this rare case."""
         if self.pos == 0 and not self.full:
             return
         last = (self.pos - 1) % self.buffer_size
