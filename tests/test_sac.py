@@ -299,14 +299,17 @@ def test_vecnormalize_observations_are_normalised_at_sampling() -> None:
     )
 
 
-def test_exported_actor_matches_deterministic_predict() -> None:
+def test_exported_actor_matches_deterministic_predict(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lnn_control.export.actor import actor_from_model
+    from lnn_control.export.api import build_actor
 
     env = VecNormalize(make_vec_env(lambda: CueHoldEnv(hold=5), n_envs=2, seed=0))
     model = _model(env, learning_starts=40, chunk_len=8, burn_in=2, batch_size=12)
     model.learn(120)
     actor, meta = actor_from_model(model)
     assert meta.action_postprocess == "tanh_rescale" and meta.time_unit == pytest.approx(0.02)
+    model.save(tmp_path / "model.zip")  # the export API loads a saved LiquidSAC too (no env)
+    from_file, _ = build_actor(tmp_path / "model.zip", env)
     rng = np.random.default_rng(0)
     raw = rng.uniform(-1, 1, (6, 2, 2)).astype(np.float32)
     dts = rng.uniform(0.01, 0.05, (6, 2)).astype(np.float32)
@@ -314,8 +317,11 @@ def test_exported_actor_matches_deterministic_predict() -> None:
     for t in range(6):
         expected, state = model.predict(env.normalize_obs(raw[t]), state, deterministic=True, dt=dts[t])
         with th.no_grad():
+            h_before = h
             got, h = actor(th.as_tensor(raw[t]), h, th.as_tensor(dts[t]).reshape(2, 1))
+            again, _ = from_file(th.as_tensor(raw[t]), h_before, th.as_tensor(dts[t]).reshape(2, 1))
         np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+        np.testing.assert_array_equal(again.numpy(), got.numpy())
 
 
 def test_step_by_step_reference_catches_ignored_resets(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -148,11 +148,12 @@ class LiquidSAC(SAC):
                 f"batch_size ({self.batch_size}) must be a positive multiple of chunk_len - burn_in = "
                 f"{self.chunk_len} - {self.burn_in} = {trained}: a batch is whole chunks"
             )
-        per_env = max(self.buffer_size // max(self.n_envs or 1, 1), 1)
+        n_envs = getattr(self, "n_envs", None) or 1  # unset when built without an env (load)
+        per_env = max(self.buffer_size // n_envs, 1)
         if self.chunk_len > per_env:
             raise ValueError(
                 f"chunk_len ({self.chunk_len}) is longer than the buffer holds per env "
-                f"(buffer_size // n_envs = {self.buffer_size} // {self.n_envs} = {per_env})"
+                f"(buffer_size // n_envs = {self.buffer_size} // {n_envs} = {per_env})"
             )
 
     # -------------------------------------------------------------------------------------------- set-up
