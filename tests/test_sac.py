@@ -24,7 +24,11 @@ def _clock_env(n_envs: int = 2, seed: int = 0):  # type: ignore[no-untyped-def]
     )
 
 
-def _model(env, critic: str = "separate", cell: str = "cfc", **kwargs):  # type: ignore[no-untyped-def]
+def _model(env, critic: str = "separate", cell: str = "cfc", wiring=None, **kwargs):  # type: ignore[no-untyped-def]
+    units = 8
+    policy_kwargs = dict(units=units, net_arch=[16], critic=critic, cell=cell)
+    if wiring == "ncp":  # a 12-neuron AutoNCP with 3 motor neurons
+        policy_kwargs.update(units=12, wiring="ncp", wiring_kwargs={"output_size": 3, "seed": 0})
     args = dict(
         learning_starts=10_000,
         batch_size=24,
@@ -32,7 +36,7 @@ def _model(env, critic: str = "separate", cell: str = "cfc", **kwargs):  # type:
         burn_in=4,
         buffer_size=400,
         seed=0,
-        policy_kwargs=dict(units=8, net_arch=[16], critic=critic, cell=cell),
+        policy_kwargs=policy_kwargs,
     )
     args.update(kwargs)
     return LiquidSAC("LiquidPolicy", env, **args)
@@ -186,10 +190,18 @@ def _reference(model: LiquidSAC, data, out: dict) -> tuple[np.ndarray, np.ndarra
     return th.cat(qs).numpy(), th.cat(log_probs).numpy(), th.cat(targets).numpy()
 
 
-@pytest.mark.parametrize(("critic", "cell"), [("separate", "cfc"), ("detached", "ltc"), ("separate", "lstm")])
-def test_training_values_equal_step_by_step_replay(critic: str, cell: str) -> None:
+@pytest.mark.parametrize(
+    ("critic", "cell", "wiring"),
+    [
+        ("separate", "cfc", None),
+        ("detached", "ltc", None),
+        ("separate", "lstm", None),
+        ("separate", "ltc", "ncp"),
+    ],
+)
+def test_training_values_equal_step_by_step_replay(critic: str, cell: str, wiring: str | None) -> None:
     th.manual_seed(0)
-    model = _model(_clock_env(), critic=critic, cell=cell)
+    model = _model(_clock_env(), critic=critic, cell=cell, wiring=wiring)
     model.learn(300)  # fills the buffer (no training: learning_starts not reached)
     for p in model.critic_target.parameters():  # a target that differs from the online critic
         p.data.add_(0.05 * th.randn_like(p))
