@@ -200,6 +200,12 @@ class LiquidSACPolicy(BasePolicy):
             raise ValueError(f"critic must be one of {SAC_CRITICS}, got {critic!r}")
         if isinstance(n_critics, bool) or not isinstance(n_critics, int) or n_critics < 1:
             raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
+        # SB3 SAC's optimizer defaults (Adam's eps 1e-8), plus the multi-tensor update where available and
+        # not chosen otherwise: the same numbers in fewer calls (see policies._default_optimizer_kwargs).
+        optimizer_kwargs = dict(optimizer_kwargs or {})
+        accepts_foreach = "foreach" in inspect.signature(optimizer_class).parameters
+        if accepts_foreach and not {"foreach", "fused"} & set(optimizer_kwargs):
+            optimizer_kwargs["foreach"] = True
         super().__init__(
             observation_space,
             action_space,
