@@ -129,6 +129,18 @@ def test_algorithm_bad_arguments_are_clear_errors() -> None:
     model = _model(env)
     with pytest.raises(ValueError, match="dt must be finite"):
         model.predict(np.zeros((2, 4), np.float32), dt=np.inf)
+    nan_clock = make_vec_env(lambda: IrregularClockEnv(nominal_dt=float("nan")), n_envs=1)
+    with pytest.raises(ValueError, match=r"dt must be finite and >= 0, got nan from env.get_attr\('dt'\)"):
+        _model(nan_clock)
+
+    class NanDt(gym.Wrapper):
+        def step(self, action):  # type: ignore[no-untyped-def]
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            return obs, reward, terminated, truncated, {**info, "dt": float("nan")}
+
+    model = _model(make_vec_env(lambda: NanDt(IrregularClockEnv()), n_envs=1))
+    with pytest.raises(ValueError, match=r"dt must be finite and >= 0, got nan in infos\[0\]\['dt'\]"):
+        model.learn(5)
 
 
 # ---------------------------------------------------------------------------- training = step-by-step replay
