@@ -433,3 +433,23 @@ def test_cli_trains_evaluates_and_exports_liquid_sac(tmp_path, capsys) -> None: 
     assert main(["export", str(run), "--format", "onnx", "--format", "c", "--out", str(out)]) == 0
     sidecar = json.loads((out / "policy.onnx.json").read_text())
     assert sidecar["action"]["postprocess"] == "tanh_rescale" and sidecar["cell"] == "cfc"
+
+
+def test_onnx_controller_of_liquid_sac_matches_deterministic_predict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The torch-free Controller (ONNX artefact) steps LiquidSAC's actor as ``predict`` does."""
+    pytest.importorskip("onnxruntime")
+    from lnn_control.export import Controller, export_policy
+
+    env = VecNormalize(make_vec_env(lambda: CueHoldEnv(hold=5), n_envs=1, seed=0))
+    model = _model(env, learning_starts=20, chunk_len=8, burn_in=2, batch_size=12)
+    model.learn(60)
+    export_policy(model, tmp_path, formats=("onnx",), vec_normalize=env)
+    ctrl = Controller(tmp_path)
+    ctrl.reset()
+    rng = np.random.default_rng(1)
+    state = None
+    for t in range(6):
+        raw = rng.uniform(-1, 1, (1, 2)).astype(np.float32)
+        dt = float(rng.uniform(0.01, 0.05))
+        expected, state = model.predict(env.normalize_obs(raw), state, [t == 0], deterministic=True, dt=dt)
+        np.testing.assert_allclose(ctrl.step(raw[0], dt=dt), expected[0], atol=1e-5)
