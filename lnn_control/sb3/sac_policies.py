@@ -16,7 +16,7 @@ The critic arrangement (``critic=``):
   actor core only learns through the action gradient of the critic. On the cue-hold memory task (CueHoldEnv,
   hold 10, 3000 steps, 3 seeds; ``scripts/bench_sac_memory.py``, README "LiquidSAC") separate cores reached
   -0.28 +- 0.05 on every seed, detached ones -7.14 +- 4.75 (two seeds stayed at the feed-forward optimum,
-  -10), hence the default; detached costs 0.55x of separate's training time on HalfCheetah.
+  -10), hence the default; detached takes 0.55-0.8x of separate's training time on HalfCheetah.
 
 Cores see observations only (not actions); the action enters each Q head after its core. Every core
 integrates ``dt / time_unit`` as in :mod:`lnn_control.sb3.policies` (``time_unit`` defaults to the training
