@@ -8,9 +8,14 @@ reported figure is the median over updates timed round-robin across the agents.
     python scripts/bench_agents.py            # --quick: 3 updates of 8 x 256 steps per agent and task
     python scripts/bench_agents.py --updates 5 --tasks HalfCheetah-v5
     python scripts/bench_agents.py --torch-loops   # also each liquid agent on its cells' torch loops
+    python scripts/bench_agents.py --sac --tasks HalfCheetah-v5   # LiquidSAC vs SB3 SAC-MLP (one env)
 
 ``--torch-loops`` adds a "[torch loop]" row per liquid agent, trained with the compiled CfC/LTC kernels
 turned off: the kernels' effect on training throughput, measured in the same run.
+
+``--sac``: the off-policy agents (catalogue sizes: batch 256, one gradient step per env step, one env, replay
+buffer 20k, learning after 1000 steps), timed over rounds of ``--sac-steps`` env steps (collection +
+gradient steps), round-robin, median.
 """
 
 from __future__ import annotations
@@ -42,6 +47,23 @@ AGENTS: list[tuple[str, str, dict, dict]] = [
     ("LiquidPPO LTC-NCP 48 (detached)", "liquid-ppo-ncp", {}, {}),
     ("LiquidPPO CfC-NCP 48 (detached)", "liquid-ppo-ncp-cfc", {}, {}),
 ]
+SAC_AGENTS: list[tuple[str, str, dict, dict]] = [
+    ("SAC MLP 256x256", "sac-mlp", {}, {}),
+    ("LiquidSAC CfC 64 (separate critics)", "liquid-sac-cfc", {}, {}),
+    ("LiquidSAC CfC 64 (detached critics)", "liquid-sac-cfc", {"critic": "detached"}, {}),
+    ("LiquidSAC LSTM 64 (separate critics)", "sac-lstm", {}, {}),
+]
+
+
+def build_sac(agent: str, policy_kwargs: dict, task: str, args: argparse.Namespace) -> BaseAlgorithm:
+    """An off-policy catalogue agent on ``task``, its buffer warmed past ``learning_starts``."""
+    env = make_vec_env(task, n_envs=1, seed=0)
+    model = build_agent(
+        agent, env, buffer_size=20_000, learning_starts=1000, seed=0, device=args.device,
+        policy_kwargs=policy_kwargs,
+    )  # fmt: skip
+    model.learn(1000 + args.sac_steps)  # random warm-up, then first training steps
+    return model
 
 
 def build(
@@ -74,12 +96,12 @@ def torch_loops(label: str) -> contextlib.AbstractContextManager:
     return stack
 
 
-def measure(models: dict, args: argparse.Namespace) -> dict[str, float]:
+def measure(models: dict, args: argparse.Namespace, per_update: int | None = None) -> dict[str, float]:
     """Median env steps per second of one PPO update (rollout + training) per agent.
 
     Updates are timed round-robin over the agents, so that load changes on a shared machine hit all alike.
     """
-    per_update = args.n_envs * args.n_steps
+    per_update = per_update or args.n_envs * args.n_steps
     samples: dict[str, list[float]] = {label: [] for label in models}
     for _ in range(args.updates):
         for label, model in models.items():
@@ -107,8 +129,13 @@ def main() -> None:
     parser.add_argument(
         "--torch-loops", action="store_true", help="also each liquid agent with the compiled kernels off"
     )
+    parser.add_argument("--sac", action="store_true", help="the off-policy agents (LiquidSAC vs SAC-MLP)")
+    parser.add_argument("--sac-steps", type=int, default=200, help="--sac: env steps per timed round")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.sac:
+        main_sac(args)
+        return
 
     print(
         f"# {platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), device {args.device}; "
@@ -135,6 +162,25 @@ def main() -> None:
             vs_mlp = f"{rate / mlp:.2f}x" if mlp else "-"
             vs_lstm = f"{rate / lstm:.2f}x" if lstm else "-"
             print(f"| {label} | {rate:,.0f} | {vs_mlp} | {vs_lstm} |", flush=True)
+
+
+def main_sac(args: argparse.Namespace) -> None:
+    """``--sac``: env steps per second of LiquidSAC agents vs SB3 SAC-MLP, same run."""
+    print(
+        f"# {platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), device {args.device}; "
+        f"one env, batch 256, 1 gradient step per env step; median of {args.updates} round-robin rounds "
+        f"of {args.sac_steps} steps"
+    )
+    agents = [a for a in SAC_AGENTS if args.only is None or any(s in a[0] for s in args.only)]
+    for task in args.tasks:
+        models = {label: build_sac(agent, kwargs, task, args) for label, agent, kwargs, _ in agents}
+        rates = measure(models, args, per_update=args.sac_steps)
+        mlp = rates.get(SAC_AGENTS[0][0])
+        print(f"\n## {task}\n")
+        print("| agent | env-steps/s | vs SAC-MLP |")
+        print("|---|---:|---:|")
+        for label, rate in rates.items():
+            print(f"| {label} | {rate:,.1f} | {f'{rate / mlp:.2f}x' if mlp else '-'} |", flush=True)
 
 
 if __name__ == "__main__":

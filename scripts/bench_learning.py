@@ -1,6 +1,6 @@
 """Return after a fixed training budget: PPO-MLP vs RecurrentPPO vs LiquidPPO (CfC, LTC, NCP), several seeds.
 
-Two suites:
+Three suites:
 
 - ``--suite pendulum`` (default): InvertedPendulum variants, in this process (below).
 - ``--suite mujoco``: Hopper/Walker2d/HalfCheetah with velocities hidden and a jittered control period, and
@@ -12,6 +12,9 @@ Two suites:
   1x and 2x its nominal control period (``lnn_control.runs.timing_eval``) and, for liquid agents on jittered
   tasks, with the nominal dt fed instead of the real one. ``--report-only`` writes the table
   (``<report-dir>/bench_mujoco.md``), the records (``.json``) and the curves (``.png``) of finished runs.
+- ``--suite sac``: the off-policy comparison of issue 13 through the same machinery: HalfCheetah and Hopper
+  with velocities hidden and a jittered period, and fully observed HalfCheetah; sac-mlp, sac-lstm,
+  liquid-sac-cfc and LiquidPPO-CfC; 200k steps, 3 seeds; report ``<report-dir>/bench_sac.md``.
 
 The pendulum suite:
 
@@ -54,6 +57,8 @@ MUJOCO_TASKS = [
     "Hopper-v0",
 ]
 MUJOCO_AGENTS = ["ppo-mlp", "ppo-lstm", "liquid-ppo-cfc", "liquid-ppo-ltc", "liquid-ppo-ncp"]
+SAC_TASKS = ["HalfCheetah-NoVel-Jitter-v0", "Hopper-NoVel-Jitter-v0", "HalfCheetah-v0"]
+SAC_AGENTS = ["sac-mlp", "sac-lstm", "liquid-sac-cfc", "liquid-ppo-cfc"]
 
 
 class _Curve(BaseCallback):
@@ -139,11 +144,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--suite", choices=["pendulum", "mujoco"], default="pendulum")
+    parser.add_argument("--suite", choices=["pendulum", "mujoco", "sac"], default="pendulum")
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--agents", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--timesteps", type=int, default=None, help="default: 50k (pendulum), 300k (mujoco)")
+    parser.add_argument(
+        "--timesteps", type=int, default=None, help="default: 50k (pendulum), 300k (mujoco), 200k (sac)"
+    )
     parser.add_argument("--long", action="store_true", help="mujoco: 1M steps (a bigger machine)")
     parser.add_argument("--workers", type=int, default=None, help="mujoco: runs at a time (default: CPUs)")
     parser.add_argument("--backend", choices=["local", "ray"], default="local")
@@ -162,16 +169,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.suite == "mujoco":
+    if args.suite in ("mujoco", "sac"):
         from lnn_control.runs.suite import run_learning_suite
 
-        steps = args.timesteps or (1_000_000 if args.long else 300_000)
+        sac = args.suite == "sac"
+        steps = args.timesteps or (200_000 if sac else 1_000_000 if args.long else 300_000)
         run_learning_suite(
-            tasks=args.tasks or MUJOCO_TASKS,
-            agents=args.agents or MUJOCO_AGENTS,
+            tasks=args.tasks or (SAC_TASKS if sac else MUJOCO_TASKS),
+            agents=args.agents or (SAC_AGENTS if sac else MUJOCO_AGENTS),
             seeds=args.seeds,
             timesteps=steps,
-            out=args.out_dir or Path.home() / "lnn-control-bench" / f"mujoco-{steps // 1000}k",
+            out=args.out_dir or Path.home() / "lnn-control-bench" / f"{args.suite}-{steps // 1000}k",
+            report_name=f"bench_{args.suite}",
             report_dir=args.report_dir,
             workers=args.workers,
             backend=args.backend,

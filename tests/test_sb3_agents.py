@@ -63,8 +63,9 @@ def _write(tmp_path, **fields) -> str:
     ("fields", "message"),
     [
         (
-            dict(algorithm="SAC"),
-            r"unknown algorithm 'SAC'; expected one of \['LiquidPPO', 'PPO', 'RecurrentPPO'\]",
+            dict(algorithm="TD3"),
+            r"unknown algorithm 'TD3'; expected one of "
+            r"\['LiquidPPO', 'LiquidSAC', 'PPO', 'RecurrentPPO', 'SAC'\]",
         ),
         (
             dict(policy="MlpPolicy"),

@@ -346,10 +346,11 @@ def actor_from_model(
     max_dt: float | None = None,
     obs_names: list[str] | None = None,
 ) -> tuple[ActorStep, ActorMeta]:
-    """The deterministic actor of a ``LiquidPPO`` (or its ``LiquidActorCriticPolicy``) and its metadata.
+    """The deterministic actor of a ``LiquidPPO`` or ``LiquidSAC`` (or their policy) and its metadata.
 
     Args:
-        model: ``LiquidPPO`` or ``LiquidActorCriticPolicy`` with a Box observation and Box action space.
+        model: ``LiquidPPO``/``LiquidActorCriticPolicy`` or ``LiquidSAC``/``LiquidSACPolicy`` with a Box
+            observation and Box action space.
         vec_normalize: a ``VecNormalize`` (its obs statistics are baked in when it normalises observations),
             or None (then the model's own env is used if it is a ``VecNormalize``).
         nominal_dt: the control period (s); default the policy's ``default_dt`` (set from the training env).
@@ -361,11 +362,18 @@ def actor_from_model(
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
     from lnn_control.sb3.policies import LiquidActorCriticPolicy
+    from lnn_control.sb3.sac_policies import LiquidSACPolicy
 
     policy = getattr(model, "policy", model)
-    if not isinstance(policy, LiquidActorCriticPolicy):
+    if isinstance(policy, LiquidSACPolicy):
+        extractor, core, head = policy.export_parts()  # tanh(head(core(x))), rescaled: squash_output
+    elif isinstance(policy, LiquidActorCriticPolicy):
+        extractor, core = policy.pi_features_extractor, policy.recurrent_actor
+        head = [policy.mlp_extractor.policy_net, policy.action_net]
+    else:
         raise TypeError(
-            f"expected a LiquidPPO model or a LiquidActorCriticPolicy, got {type(model).__name__}"
+            "expected a LiquidPPO model or a LiquidSAC model (or their LiquidActorCriticPolicy / "
+            f"LiquidSACPolicy), got {type(model).__name__}"
         )
     if vec_normalize is None and hasattr(model, "get_vec_normalize_env"):
         vec_normalize = model.get_vec_normalize_env()
@@ -379,7 +387,6 @@ def actor_from_model(
         raise ValueError(f"export supports Box action spaces (continuous control), got {act_space}")
     obs_shape = tuple(int(s) for s in obs_space.shape)
     obs_dim = int(np.prod(obs_shape))
-    extractor = policy.pi_features_extractor
     extractor_module = None if isinstance(extractor, FlattenExtractor) else extractor
 
     mean = std = None
@@ -405,10 +412,10 @@ def actor_from_model(
     if nominal_dt is None:
         nominal_dt = float(policy.default_dt)
     nominal_dt = _check_dt_value("nominal_dt", nominal_dt)
-    max_dt = _default_max_dt(policy.recurrent_actor, nominal_dt, max_dt)
+    max_dt = _default_max_dt(core, nominal_dt, max_dt)
     actor = ActorStep(
-        policy.recurrent_actor,
-        [policy.mlp_extractor.policy_net, policy.action_net],
+        core,
+        head,
         obs_shape,
         extractor=extractor_module,
         obs_mean=mean,

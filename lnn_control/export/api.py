@@ -56,12 +56,26 @@ def _load_vec_normalize(vec_normalize: Any) -> Any:
 def _load_model(model_or_path: Any) -> Any:
     if not isinstance(model_or_path, (str, Path)):
         return model_or_path
-    from lnn_control.sb3 import LiquidPPO
+    from lnn_control.sb3 import LiquidPPO, LiquidSAC
 
     path = Path(model_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist (expected a LiquidPPO .zip)")
-    return LiquidPPO.load(path, device="cpu")
+    algorithm = LiquidSAC if _saved_policy_module(path) == "lnn_control.sb3.sac_policies" else LiquidPPO
+    return algorithm.load(path, device="cpu")
+
+
+def _saved_policy_module(path: Path) -> str | None:
+    """The module of the policy class recorded in an SB3 model zip (to pick LiquidPPO or LiquidSAC)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = json.loads(archive.read("data")).get("policy_class", {})
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # let the loader report what is wrong with the file
+    return entry.get("__module__") if isinstance(entry, dict) else None
 
 
 def build_actor(

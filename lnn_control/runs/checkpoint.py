@@ -46,14 +46,16 @@ _NORM = "lnn_control/vecnormalize.npz"
 def algorithm_class(name: str) -> type[BaseAlgorithm]:
     """The SB3 class of an agent's ``algorithm`` name (as in ``agents/*.yaml``)."""
     from sb3_contrib import RecurrentPPO
-    from stable_baselines3 import PPO
+    from stable_baselines3 import PPO, SAC
 
-    from lnn_control.sb3 import LiquidPPO
+    from lnn_control.sb3 import LiquidPPO, LiquidSAC
 
     classes: dict[str, type[BaseAlgorithm]] = {
         "PPO": PPO,
         "RecurrentPPO": RecurrentPPO,
         "LiquidPPO": LiquidPPO,
+        "SAC": SAC,
+        "LiquidSAC": LiquidSAC,
     }
     if name not in classes:
         raise RunError(

@@ -56,6 +56,7 @@ def run_learning_suite(
     backend: str = "local",
     ray_address: str | None = None,
     report_only: bool = False,
+    report_name: str = "bench_mujoco",
 ) -> list[dict[str, Any]]:
     """Train what is missing (seed-major, so a part-way stop leaves one seed of everything first), evaluate
     timing robustness of the finished runs, and write the report. Returns the records."""
@@ -69,7 +70,7 @@ def run_learning_suite(
             print("stopped: finished runs are kept; run the same command again to resume")
             return []
     records = collect_records(plans)
-    write_report(records, report_dir, timesteps=timesteps, seeds=seeds)
+    write_report(records, report_dir, timesteps=timesteps, seeds=seeds, name=report_name)
     return records
 
 
@@ -129,9 +130,14 @@ def _sensitivity(records: Sequence[dict[str, Any]], kind: str) -> str:
 
 
 def write_report(
-    records: Sequence[dict[str, Any]], report_dir: Path, *, timesteps: int, seeds: Sequence[int]
+    records: Sequence[dict[str, Any]],
+    report_dir: Path,
+    *,
+    timesteps: int,
+    seeds: Sequence[int],
+    name: str = "bench_mujoco",
 ) -> None:
-    """``bench_mujoco.md`` (table), ``bench_mujoco.json`` (records) and ``bench_mujoco.png`` (curves)."""
+    """``<name>.md`` (table), ``<name>.json`` (records) and ``<name>.png`` (curves)."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -164,9 +170,9 @@ def write_report(
             f"{_sensitivity(runs, 'dt')} | {_sensitivity(runs, 'obs')} | {wall:.0f} min |"
         )
     table = "\n".join(lines) + "\n"
-    atomic_write_text(report_dir / "bench_mujoco.md", table)
-    atomic_write_text(report_dir / "bench_mujoco.json", json.dumps(list(records), indent=1))
-    _plot(records, report_dir / "bench_mujoco.png", timesteps)
+    atomic_write_text(report_dir / f"{name}.md", table)
+    atomic_write_text(report_dir / f"{name}.json", json.dumps(list(records), indent=1))
+    _plot(records, report_dir / f"{name}.png", timesteps)
     print(table)
 
 

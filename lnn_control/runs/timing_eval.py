@@ -95,10 +95,11 @@ def evaluate_timing(
         "nominal_dt_return": mean return with the nominal dt fed (liquid, irregular tasks; else None)}``.
     """
     from lnn_control.sb3.liquid_ppo import LiquidPPO
+    from lnn_control.sb3.liquid_sac import LiquidSAC
 
     base = load_policy(run_dir, checkpoint=checkpoint, n_envs=1)
     task, seed = base.task, base.resolved.eval_seed
-    liquid = isinstance(base.model, LiquidPPO)
+    liquid = isinstance(base.model, (LiquidPPO, LiquidSAC))
     base.close()
     out: dict[str, Any] = {"factors": {}, "nominal_dt_return": None, "sensitivity": None}
     n_envs = eval_env_count(episodes)

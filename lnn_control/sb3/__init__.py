@@ -1,5 +1,5 @@
 """Stable-Baselines3 side: liquid recurrent actor-critic policies, the sequence rollout buffer, LiquidPPO,
-and the agent catalogue loader (``agents/*.yaml``)."""
+LiquidSAC with its sequence replay buffer, and the agent catalogue loader (``agents/*.yaml``)."""
 
 from lnn_control.sb3.agents import available_agents, build_agent, load_agent_config
 from lnn_control.sb3.buffers import (
@@ -10,6 +10,7 @@ from lnn_control.sb3.buffers import (
 from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.evaluation import evaluate_agent
 from lnn_control.sb3.liquid_ppo import LiquidPPO
+from lnn_control.sb3.liquid_sac import LiquidSAC
 from lnn_control.sb3.policies import (
     LiquidActorCriticPolicy,
     LiquidPolicy,
@@ -17,6 +18,8 @@ from lnn_control.sb3.policies import (
     MultiInputLiquidPolicy,
 )
 from lnn_control.sb3.recurrence import CELLS, TorchRNN, make_recurrence, make_wiring
+from lnn_control.sb3.sac_policies import LiquidSACPolicy
+from lnn_control.sb3.sequence_replay import SequenceReplayBuffer, SequenceReplaySamples
 from lnn_control.sb3.timing import DtTracker, query_nominal_dts
 
 __all__ = [
@@ -25,10 +28,14 @@ __all__ = [
     "LiquidActorCriticPolicy",
     "LiquidPPO",
     "LiquidPolicy",
+    "LiquidSAC",
+    "LiquidSACPolicy",
     "MultiInputLiquidActorCriticPolicy",
     "MultiInputLiquidPolicy",
     "RecurrentCarry",
     "SequenceDictRolloutBuffer",
+    "SequenceReplayBuffer",
+    "SequenceReplaySamples",
     "SequenceRolloutBuffer",
     "SequenceRolloutBufferSamples",
     "TorchRNN",

@@ -2,7 +2,7 @@
 
 An agent file::
 
-    algorithm: LiquidPPO            # PPO | RecurrentPPO | LiquidPPO
+    algorithm: LiquidPPO            # PPO | RecurrentPPO | LiquidPPO | SAC | LiquidSAC
     policy: LiquidPolicy            # a policy alias of that algorithm
     description: ...                # optional, free text
     n_envs: 8                       # parallel environments the hyperparameters were chosen for
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -32,6 +32,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
 from lnn_control.sb3.liquid_ppo import LiquidPPO
+from lnn_control.sb3.liquid_sac import LiquidSAC
 
 __all__ = ["agent_catalogue_dir", "available_agents", "build_agent", "load_agent_config"]
 
@@ -50,7 +51,13 @@ _NOT_HYPERPARAMETERS = frozenset({"self", "policy", "env", "policy_kwargs", "_in
 def _algorithms() -> dict[str, type[BaseAlgorithm]]:
     from sb3_contrib import RecurrentPPO
 
-    return {"PPO": PPO, "RecurrentPPO": RecurrentPPO, "LiquidPPO": LiquidPPO}
+    return {
+        "PPO": PPO,
+        "RecurrentPPO": RecurrentPPO,
+        "LiquidPPO": LiquidPPO,
+        "SAC": SAC,
+        "LiquidSAC": LiquidSAC,
+    }
 
 
 def agent_catalogue_dir() -> Path:
@@ -213,7 +220,8 @@ def build_agent(config: dict[str, Any] | str | Path, env: Any, **overrides: Any)
             ``tensorboard_log``, ``n_steps``, ...); ``policy_kwargs`` is merged key by key, ``normalize``
             replaces the agent's, ``n_envs`` applies when ``env`` is an id.
     Returns:
-        a PPO, RecurrentPPO or LiquidPPO model; ``model.get_env()`` is the (possibly normalised) env.
+        a PPO, RecurrentPPO, LiquidPPO, SAC or LiquidSAC model; ``model.get_env()`` is the (possibly
+        normalised) env.
     """
     if not isinstance(config, dict):
         config = load_agent_config(config)

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.liquid_ppo import LiquidPPO
+from lnn_control.sb3.liquid_sac import LiquidSAC
 
 
 def evaluate_agent(
@@ -27,11 +28,12 @@ def evaluate_agent(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``n_eval_episodes`` episodes (spread evenly over the envs) and return their returns and lengths.
 
-    Works for any SB3 model with ``predict(obs, state, episode_start, deterministic)``; for a LiquidPPO
-    model, each step's dt comes from the env's infos (nominal dt at episode starts). Returns and lengths are
-    taken from the env's ``Monitor``/``VecMonitor`` records when present (unnormalised rewards), else summed
-    from the (possibly normalised) step rewards. ``use_reported_dt=False`` feeds a liquid policy the nominal
-    period at every step instead of ``info["dt"]`` (an ablation: how much does the policy use the clock?).
+    Works for any SB3 model with ``predict(obs, state, episode_start, deterministic)``; for a LiquidPPO or
+    LiquidSAC model, each step's dt comes from the env's infos (nominal dt at episode starts). Returns and
+    lengths are taken from the env's ``Monitor``/``VecMonitor`` records when present (unnormalised
+    rewards), else summed from the (possibly normalised) step rewards. ``use_reported_dt=False`` feeds a
+    liquid policy the nominal period at every step instead of ``info["dt"]`` (an ablation: how much does the
+    policy use the clock?).
 
     Returns:
         returns (n_eval_episodes,), lengths (n_eval_episodes,).
@@ -42,7 +44,11 @@ def evaluate_agent(
     running_return, running_length = np.zeros(n_envs), np.zeros(n_envs, dtype=int)
     returns: list[float] = []
     lengths: list[int] = []
-    carry = RecurrentCarry(model.policy, env, bootstrap=False) if isinstance(model, LiquidPPO) else None
+    carry = (
+        RecurrentCarry(model.policy, env, bootstrap=False)
+        if isinstance(model, (LiquidPPO, LiquidSAC))
+        else None
+    )
     if carry is not None:
         model.policy.set_training_mode(False)
     obs = env.reset()
