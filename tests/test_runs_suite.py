@@ -147,3 +147,13 @@ def test_action_sensitivity_sees_the_clock_of_liquid_cells_only(cell: str) -> No
             "mean_abs_action"
         ]  # tiny at init (SB3's action_net gain 0.01): compare relative changes
         assert result["dt_half"] > 1e-3 * scale and result["dt_double"] > 1e-3 * scale
+
+
+def test_action_sensitivity_of_a_liquid_sac_policy() -> None:
+    from lnn_control.sb3 import LiquidSAC
+    from lnn_control.sb3.diagnostics import action_sensitivity
+
+    env = DummyVecEnv([IrregularClockEnv])
+    model = LiquidSAC("LiquidPolicy", env, seed=0, policy_kwargs=dict(units=8))
+    result = action_sensitivity(model, env, steps=40)
+    assert result["mean_abs_action"] > 0 and result["dt_double"] > 0 and result["input_noise"] > 0

@@ -27,7 +27,7 @@ def action_sensitivity(
     """Mean absolute action change under dt x 0.5, dt x 2 and input noise, and the mean |action|.
 
     Args:
-        model: a LiquidPPO (or anything with a LiquidActorCriticPolicy as ``.policy``).
+        model: a LiquidPPO or LiquidSAC (a policy with the carry contract and ``_predict``).
         env: a VecEnv with one env (its observations as the policy is fed them).
         steps: length of the recorded trajectory (episodes may end inside it; resets are replayed).
         noise: std of the Gaussian input perturbation, in the policy's input units.
@@ -56,13 +56,14 @@ def action_sensitivity(
 
     def replay(observations: np.ndarray, dt: np.ndarray) -> np.ndarray:
         with th.no_grad():
-            distribution, _ = policy.get_distribution(
+            replayed, _ = policy._predict(
                 obs_as_tensor(observations, policy.device),
                 policy.initial_state(1)[..., : policy.actor_state_size],
                 th.as_tensor(start_seq, device=policy.device),
                 th.as_tensor(dt, device=policy.device),
+                deterministic=True,
             )
-            return distribution.get_actions(deterministic=True).cpu().numpy()
+            return replayed.cpu().numpy()
 
     base = replay(obs_seq, dt_seq)
     recorded = np.stack(actions).reshape(base.shape)
