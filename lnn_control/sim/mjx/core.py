@@ -78,7 +78,9 @@ def _select(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def physics_step(mjx: Any, m: Any, d: Any, d_reset: Any, ctrl: jax.Array, substeps: jax.Array, smax: int) -> Any:
+def physics_step(
+    mjx: Any, m: Any, d: Any, d_reset: Any, ctrl: jax.Array, substeps: jax.Array, smax: int
+) -> Any:
     """One env's control-step physics: ``substeps`` (<= ``smax``) ``mjx.step`` calls with ``ctrl``.
 
     The loop always runs ``smax`` iterations (one compiled program for every env); iterations past the

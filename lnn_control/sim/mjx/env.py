@@ -69,7 +69,7 @@ class TorchStep(NamedTuple):
 
 
 def _x64_enabled() -> bool:
-    return bool(jax.config.read("jax_enable_x64"))
+    return bool(jax.config.jax_enable_x64)
 
 
 class MjxVecEnv(VecEnv):
@@ -259,7 +259,9 @@ class MjxVecEnv(VecEnv):
         }
         return d, obs, steps, key, out
 
-    def _set_fn(self, m: Any, d: Any, obs: Any, qpos: Any, qvel: Any, warm: Any, mask: Any) -> tuple[Any, Any]:
+    def _set_fn(
+        self, m: Any, d: Any, obs: Any, qpos: Any, qvel: Any, warm: Any, mask: Any
+    ) -> tuple[Any, Any]:
         new = d.replace(qpos=qpos, qvel=qvel, qacc_warmstart=warm)
         new = jax.vmap(mjx.kinematics, in_axes=(self._m_axes, 0))(m, new)
         d = core._select(mask, new, d)
@@ -338,7 +340,8 @@ class MjxVecEnv(VecEnv):
         substeps = np.asarray(substeps)
         if substeps.shape != (self.num_envs,) or substeps.min() < 1 or substeps.max() > self.max_substeps:
             raise ValueError(
-                f"substeps must be ints in [1, {self.max_substeps}] of shape ({self.num_envs},), got {substeps}"
+                f"substeps must be ints in [1, {self.max_substeps}] of shape ({self.num_envs},), "
+                f"got {substeps}"
             )
         self.step_async(actions)
         actions, self._actions = self._actions, None
@@ -357,7 +360,9 @@ class MjxVecEnv(VecEnv):
         keys = [*out["info"], "dt"]
         columns = [np.asarray(v).tolist() for v in out["info"].values()]
         columns.append(dt.tolist())
-        infos: list[dict[str, Any]] = [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+        infos: list[dict[str, Any]] = [
+            dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)
+        ]
         for info, tl in zip(infos, truncated.tolist(), strict=True):
             info["TimeLimit.truncated"] = tl
         bad = np.flatnonzero(out["physics_reset"])
@@ -436,7 +441,11 @@ class MjxVecEnv(VecEnv):
         qpos = np.asarray(qpos, dtype=np.float64)
         qvel = np.asarray(qvel, dtype=np.float64)
         warm = np.zeros((k, nv)) if warmstart is None else np.asarray(warmstart, dtype=np.float64)
-        for name, arr, shape in (("qpos", qpos, (k, nq)), ("qvel", qvel, (k, nv)), ("warmstart", warm, (k, nv))):
+        for name, arr, shape in (
+            ("qpos", qpos, (k, nq)),
+            ("qvel", qvel, (k, nv)),
+            ("warmstart", warm, (k, nv)),
+        ):
             if arr.shape != shape:
                 raise ValueError(f"{name} must have shape {shape} (envs, {name}_dim), got {arr.shape}")
         full_q, full_v = self.get_state()
@@ -470,7 +479,9 @@ class MjxVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         ids = list(self._get_indices(indices))
         if sorted(ids) != list(range(self.num_envs)):
-            raise ValueError(f"MjxVecEnv shares attributes among its envs; set_attr needs all envs, got {ids}")
+            raise ValueError(
+                f"MjxVecEnv shares attributes among its envs; set_attr needs all envs, got {ids}"
+            )
         setattr(self, attr_name, value)
 
     def env_method(
