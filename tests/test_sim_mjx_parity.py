@@ -235,3 +235,68 @@ def test_wrapper_layout_and_dt_match_cpu() -> None:
     assert set(substeps_cpu) <= set(range(2, 9)) and set(substeps_gpu) <= set(range(2, 9))
     assert set(substeps_gpu) >= {3, 4, 5, 6, 7}
     assert abs(substeps_gpu.mean() - 5.0) < 0.3  # 180 draws, sd of the mean ~0.1
+
+
+#: float32 MJX against the float64 CPU backend, one control step from the same state: the documented
+#: tolerance of float32 simulation (relative for entries above 1, absolute below).
+RTOL_FLOAT32 = 1e-3
+
+
+def test_float32_and_randomised_models_one_step() -> None:
+    """float32 physics (the GPU default) with per-env randomised models, against the CPU backend with the
+    same seed (hence the same models): one step from re-synchronised states within RTOL_FLOAT32. A wrong
+    per-env field (the models differ by up to 30% in mass) would be off by far more."""
+    from lnn_control.sim.mjx import MjxVecEnv
+    from lnn_control.sim.randomization import ModelRandomization
+
+    spec = ModelRandomization(
+        mass_scale=(0.7, 1.3),
+        friction_scale=(0.5, 1.5),
+        damping_scale=(0.7, 1.3),
+        actuator_gain_scale=(0.7, 1.3),
+    )
+    cpu = BatchedMujocoVecEnv("HalfCheetah", N_ENVS, seed=21, randomization=spec, nthread=1)
+    gpu = MjxVecEnv("HalfCheetah", N_ENVS, seed=21, randomization=spec, x64=False)
+    assert gpu.observation_space.dtype == np.float32
+    rng = np.random.default_rng(8)
+    worst_obs = worst_rew = 0.0
+    for _ in range(30):
+        resync(cpu, gpu)
+        a = rng.uniform(-1, 1, (N_ENVS, 6)).astype(np.float32)
+        (o1, r1, d1, _), (o2, r2, d2, _) = _step_both(cpu, gpu, a)
+        np.testing.assert_array_equal(d2, d1)
+        assert o2.dtype == np.float32
+        worst_obs = max(worst_obs, _rel(o2.astype(np.float64), o1))
+        worst_rew = max(worst_rew, _rel(r2.astype(np.float64), r1.astype(np.float64)))
+    print(f"float32 + randomised HalfCheetah: worst relative obs {worst_obs:.1e}, reward {worst_rew:.1e}")
+    assert worst_obs <= RTOL_FLOAT32 and worst_rew <= RTOL_FLOAT32
+
+
+def test_torch_interface_equals_numpy_api_without_copies() -> None:
+    """step_torch/reset_torch give the numpy API's results as torch tensors that share the JAX buffers
+    (DLPack, CPU here; the GPU case is in test_sim_mjx_gpu.py)."""
+    import torch
+
+    cpu, gpu = _pair("HalfCheetah")
+    gpu.seed(9)
+    obs_t = gpu.reset_torch()
+    assert isinstance(obs_t, torch.Tensor) and obs_t.data_ptr() == gpu._obs.unsafe_buffer_pointer()
+    np.testing.assert_array_equal(obs_t.numpy(), gpu.observe())
+    cpu.seed(10)
+    cpu.reset()
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        resync(cpu, gpu)
+        key = gpu._key
+        a = rng.uniform(-1, 1, (N_ENVS, 6))
+        o, r, d, infos = gpu.step(a)
+        resync(cpu, gpu)
+        gpu._key = key  # the same timing draw
+        out = gpu.step_torch(torch.from_numpy(a))
+        assert out.obs.data_ptr() == gpu._obs.unsafe_buffer_pointer()
+        np.testing.assert_array_equal(out.obs.numpy(), o)
+        np.testing.assert_array_equal(out.reward.numpy().astype(np.float32), r)
+        np.testing.assert_array_equal((out.terminated | out.truncated).numpy(), d)
+        np.testing.assert_array_equal(out.dt.numpy(), [i["dt"] for i in infos])
+    with pytest.raises(ValueError, match=r"actions must have shape \(6, 6\)"):
+        gpu.step_torch(torch.zeros(6, 5))
