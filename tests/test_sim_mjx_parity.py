@@ -29,7 +29,14 @@ from lnn_control.sim.timing import ControlTiming
 
 pytestmark = pytest.mark.slow
 
-TASKS = ["HalfCheetah", "Hopper", "Walker2d", "Ant", "InvertedPendulum"]
+#: MJX 3.17 and C MuJoCo 4.0 disagree on Ant's model itself (measured with bare mjx.step against mj_step
+#: from the same states, no lnn_control code involved): its RK4 integration of the free joint differs by
+#: ~6e-8 in qpos per substep without contacts (1e-16 with the Euler integrator), and some steps with new
+#: contacts (capsules within the geom margin of 0.01) differ by up to 1 in qvel, with Euler too.
+ANT_UPSTREAM = pytest.mark.xfail(
+    strict=True, reason="MJX 3.17 vs MuJoCo 4.0 on Ant's model: RK4 free joint and margin contacts differ"
+)
+TASKS = ["HalfCheetah", "Hopper", "Walker2d", pytest.param("Ant", marks=ANT_UPSTREAM), "InvertedPendulum"]
 N_ENVS = 6
 RTOL_STEP = 1e-9
 RTOL_TRAJ = 1e-6
@@ -191,20 +198,24 @@ def test_terminations_and_resets_agree_hopper() -> None:
 
 def test_nan_state_is_reset_as_on_cpu() -> None:
     """A non-finite velocity is caught at the next substep as mj_step does on CPU: the env restarts from
-    the model's initial state with zero controls; both backends then agree."""
+    the model's initial state with zero controls for the rest of the step; both backends then agree."""
     cpu, gpu = _pair("HalfCheetah")
     cpu.seed(7)
     cpu.reset()
+    resync(cpu, gpu)
     q, v = cpu.get_state()
     v[2, 3] = np.nan
-    cpu.set_state(q, v)
-    resync(cpu, gpu)
+    gpu.set_state(q, v, warmstart=_warmstart(cpu))
+    cpu.task.qvel[2, 3] = np.nan  # into the live batch state: set_state's mj_forward would reset it already
     a = np.full((N_ENVS, 6), 0.5)
-    with pytest.warns(RuntimeWarning, match=r"envs \[2\]"):
-        (o1, r1, _d1, _i1), (o2, r2, _d2, i2) = _step_both(cpu, gpu, a)
+    with pytest.warns(RuntimeWarning, match=r"envs \[2\] reached a non-finite"):
+        (o1, r1, _, _), (o2, r2, _, i2) = _step_both(cpu, gpu, a)
     assert i2[2]["physics_reset"] is True and "physics_reset" not in i2[1]
     assert np.isfinite(o2).all()
     assert _rel(o2, o1) <= RTOL_STEP and _rel(r2.astype(float), r1.astype(float)) <= 1e-6
+    # the reset env moved with zero controls after the reset: far from where the 0.5 actions take it
+    q2, _ = gpu.get_state()
+    assert abs(q2[2, 0]) < 0.05
 
 
 def test_wrapper_layout_and_dt_match_cpu() -> None:
