@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--x64", action="store_true", help="simulate in float64 (default float32)")
     parser.add_argument("--device", default=None, help="JAX/torch device (default: JAX's default)")
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--cache-dir", help="JAX persistent compilation cache (a rerun skips the compiles)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     args = parser.parse_args()
@@ -118,6 +119,9 @@ def main() -> None:
     from lnn_control.sim.mjx import require_mjx
 
     jax, _ = require_mjx()
+    if args.cache_dir:
+        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     device = args.device or ("cuda" if jax.default_backend() == "gpu" else "cpu")
     results: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -247,8 +247,7 @@ class MjxVecEnv(VecEnv):
             return d, obs, steps
 
         d, obs, steps = jax.lax.cond(jnp.any(done), do_reset, lambda a: a, (d, terminal_obs, steps))
-        out = {
-            "obs": obs,
+        out = {  # the observations are the state's own buffer (returned once: zero-copy views stay valid)
             "reward": reward,
             "terminated": terminated,
             "truncated": truncated,
@@ -287,7 +286,7 @@ class MjxVecEnv(VecEnv):
             self._d, self._obs, self._steps, self._key, out = self._jit_step(
                 self._mx, self._d, self._obs, self._steps, self._key, actions, substeps, jnp.asarray(given)
             )
-        return out
+        return {**out, "obs": self._obs}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -409,7 +408,9 @@ class MjxVecEnv(VecEnv):
             raise ValueError(
                 f"actions must have shape {(self.num_envs, *self.action_space.shape)}, got {shape}"
             )
-        out = self._advance(torch_to_jax(actions.contiguous(), self.device))
+        with self._x64():  # outside it, JAX (x64 off) would turn float64 actions into a float32 copy
+            acts = torch_to_jax(actions.contiguous(), self.device)
+        out = self._advance(acts)
         return TorchStep(
             obs=jax_to_torch(out["obs"]),
             reward=jax_to_torch(out["reward"]),
