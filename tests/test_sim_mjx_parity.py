@@ -311,3 +311,38 @@ def test_torch_interface_equals_numpy_api_without_copies() -> None:
         np.testing.assert_array_equal(out.dt.numpy(), [i["dt"] for i in infos])
     with pytest.raises(ValueError, match=r"actions must have shape \(6, 6\)"):
         gpu.step_torch(torch.zeros(6, 5))
+
+
+def test_torch_vec_env_applies_mask_and_dt_like_the_numpy_wrappers() -> None:
+    """TorchVecEnv (mask + appended dt on device) gives the numpy Vec* wrappers' observations, terminal
+    observations included, on Hopper (which ends episodes often); both envs share a seed, hence the JAX
+    timing and reset draws."""
+    import torch
+
+    from lnn_control.sim.catalogue import AppendDtSpec, MaskSpec
+    from lnn_control.sim.masks import observation_indices
+    from lnn_control.sim.mjx import MjxVecEnv, TorchVecEnv
+    from lnn_control.sim.vec_wrappers import VecAppendDt, VecObservationMask
+
+    def make() -> MjxVecEnv:  # the Hopper pair's configuration: its compiled program is reused
+        return MjxVecEnv("Hopper", N_ENVS, seed=12, timing=_timing("Hopper"), x64=True)
+
+    idx = observation_indices("Hopper", "novel", 11)
+    ref = VecAppendDt(VecObservationMask(make(), idx), nominal_dt=0.008)
+    tenv = TorchVecEnv(make(), [MaskSpec(kind="novel"), AppendDtSpec()], base="Hopper", nominal_dt=0.008)
+    assert tenv.observation_size == len(idx) + 1 == ref.observation_space.shape[0]
+    np.testing.assert_array_equal(tenv.reset().numpy(), ref.reset())
+    rng = np.random.default_rng(13)
+    ends = 0
+    for _ in range(60):
+        a = rng.uniform(-1, 1, (N_ENVS, 3))
+        o, r, d, infos = ref.step(a)
+        out = tenv.step(torch.from_numpy(a))
+        np.testing.assert_array_equal(out.obs.numpy(), o)
+        np.testing.assert_array_equal(out.reward.numpy().astype(np.float32), r)
+        np.testing.assert_array_equal((out.terminated | out.truncated).numpy(), d)
+        for k in np.flatnonzero(d):
+            np.testing.assert_array_equal(out.terminal_obs[k].numpy(), infos[k]["terminal_observation"])
+            assert o[k, -1] == 0.008  # a reset observation carries the nominal dt
+        ends += int(d.sum())
+    assert ends >= 2
