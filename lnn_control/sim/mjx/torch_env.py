@@ -84,7 +84,8 @@ class TorchVecEnv:
         """Reset every env; observations (n, D) on the env's device."""
         obs = self.env.reset_torch()
         self.device = obs.device
-        return self._transform(obs, torch.full((self.num_envs,), self.nominal_dt, device=obs.device))
+        dt = torch.full((self.num_envs,), self.nominal_dt, dtype=obs.dtype, device=obs.device)
+        return self._transform(obs, dt)
 
     def seed(self, seed: int) -> None:
         """Seed the next :meth:`reset`."""
