@@ -36,7 +36,14 @@ pytestmark = pytest.mark.slow
 ANT_UPSTREAM = pytest.mark.xfail(
     strict=True, reason="MJX 3.17 vs MuJoCo 4.0 on Ant's model: RK4 free joint and margin contacts differ"
 )
-TASKS = ["HalfCheetah", "Hopper", "Walker2d", pytest.param("Ant", marks=ANT_UPSTREAM), "InvertedPendulum"]
+TASKS = [
+    "HalfCheetah",
+    "Hopper",
+    "Walker2d",
+    pytest.param("Ant", marks=ANT_UPSTREAM),
+    "InvertedPendulum",
+    "Swimmer",
+]
 N_ENVS = 6
 RTOL_STEP = 1e-9
 RTOL_TRAJ = 1e-6
@@ -60,7 +67,7 @@ def _compile_cache(tmp_path_factory: pytest.TempPathFactory):
 def _timing(task: str) -> ControlTiming:
     if task == "HalfCheetah":  # the catalogue's jitter entry, so that test_wrapper_layout reuses the compile
         return get_task("HalfCheetah-Jitter-v0").timing
-    fs = {"Hopper": 4, "Walker2d": 4, "Ant": 5, "InvertedPendulum": 2}[task]
+    fs = {"Hopper": 4, "Walker2d": 4, "Ant": 5, "InvertedPendulum": 2, "Swimmer": 4}[task]
     return ControlTiming(frame_skip=fs, jitter=(0.5, 1.5), drop_prob=0.2, max_consecutive_drops=1)
 
 
