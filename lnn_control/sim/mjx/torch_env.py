@@ -71,10 +71,11 @@ class TorchVecEnv:
         self.device: torch.device | None = None
 
     def _transform(self, obs: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        for op, arg in self._ops:
+        for i, (op, arg) in enumerate(self._ops):
             if op == "mask":
-                if arg.device != obs.device:
+                if arg.device != obs.device:  # once: the indices then stay on the env's device
                     arg = arg.to(obs.device)
+                    self._ops[i] = (op, arg)
                 obs = obs.index_select(1, arg)
             else:
                 obs = torch.cat((obs, dt.to(obs.dtype)[:, None]), dim=1)
