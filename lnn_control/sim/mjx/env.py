@@ -192,6 +192,7 @@ class MjxVecEnv(VecEnv):
         self._jit_step = jax.jit(self._step_fn)
         self._jit_reset = jax.jit(self._reset_fn)
         self._jit_set = jax.jit(self._set_fn)
+        self._jit_reset_info = jax.jit(jax.vmap(self.jtask.reset_info))
         self._reset_all()
 
     @property
@@ -386,7 +387,7 @@ class MjxVecEnv(VecEnv):
 
     def _reset_info_now(self) -> dict[str, Any]:
         with self._x64():
-            return jax.device_get(jax.vmap(self.jtask.reset_info)(self._d))
+            return jax.device_get(self._jit_reset_info(self._d))
 
     # ------------------------------------------------------------------ torch API
     def reset_torch(self) -> Any:
