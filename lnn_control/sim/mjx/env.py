@@ -68,6 +68,10 @@ class TorchStep(NamedTuple):
     terminal_obs: Any
 
 
+#: jitted programs of MjxVecEnv configurations seen in this process (see ``MjxVecEnv._program_key``)
+_PROGRAMS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
 def _x64_enabled() -> bool:
     return bool(jax.config.jax_enable_x64)
 
@@ -189,11 +193,34 @@ class MjxVecEnv(VecEnv):
         self._d = self._put(batched)
         self._steps = self._put(jnp.zeros(n, jnp.int32))
         self._obs = self._put(jnp.zeros((n, self.observation_space.shape[0]), jnp.result_type(float)))
-        self._jit_step = jax.jit(self._step_fn)
-        self._jit_reset = jax.jit(self._reset_fn)
-        self._jit_set = jax.jit(self._set_fn)
-        self._jit_reset_info = jax.jit(jax.vmap(self.jtask.reset_info))
+        key = None if self._randomized else self._program_key()
+        programs = _PROGRAMS.get(key) if key is not None else None
+        if programs is None:
+            programs = (
+                jax.jit(self._step_fn),
+                jax.jit(self._reset_fn),
+                jax.jit(self._set_fn),
+                jax.jit(jax.vmap(self.jtask.reset_info)),
+            )
+            if key is not None:
+                _PROGRAMS[key] = programs
+        self._jit_step, self._jit_reset, self._jit_set, self._jit_reset_info = programs
         self._reset_all()
+
+    def _program_key(self) -> tuple[Any, ...]:
+        """What the jitted programs depend on besides their arguments: envs of equal keys share them (and
+        their compiles); the programs read only configuration from the env that made them."""
+        params = repr(sorted((k, repr(v)) for k, v in self.task.params.items()))
+        return (
+            self.task_name,
+            params,
+            self.frame_skip,
+            self.timing,
+            self.max_episode_steps,
+            self.num_envs,
+            self.x64,
+            str(self.device),
+        )
 
     @property
     def _randomized(self) -> bool:
