@@ -153,8 +153,6 @@ def test_dlpack_hand_off_is_zero_copy_both_ways(dtype: str) -> None:
 def test_randomised_models_equal_the_cpu_backends_for_a_seed() -> None:
     """The MJX env's per-env model fields are the CPU backend's (same numpy draws), derived constants
     (subtree mass, inverse weights) included."""
-    import mujoco.batch
-
     from lnn_control.sim.batched import BatchedMujocoVecEnv
 
     spec = ModelRandomization(
@@ -174,4 +172,3 @@ def test_randomised_models_equal_the_cpu_backends_for_a_seed() -> None:
             ref = mi.stat.meaninertia if name == "stat.meaninertia" else getattr(mi, name)
             np.testing.assert_array_equal(values[i], ref, err_msg=name)
     assert not np.array_equal(fields["body_mass"][0], fields["body_mass"][1])
-    del mujoco.batch
