@@ -11,8 +11,8 @@ periods and dropped frames): the CPU env draws each step's substeps, the MJX env
     within 1e-6 relative, with identical terminations, truncations and dt; an env that ends is re-synchronised
     to the CPU env's reset state (the two draw reset noise from different generators) and compared on.
 
-Compiling MJX programs takes ~30-90 s per task on 2 cores, so everything here is ``slow``; the persistent
-compilation cache lets envs of equal configuration share one compile.
+Compiling MJX programs takes ~30-90 s per task on 2 cores, so everything here is ``slow``; envs of equal
+configuration share their compiled programs (``MjxVecEnv``), and the tests reuse one env pair per task.
 """
 
 from __future__ import annotations
