@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 ifneq ($(CPU_TORCH_WHEEL),)
 	$(PY) -m pip install --quiet "$(CPU_TORCH_WHEEL)"
 endif
-	$(PY) -m pip install --quiet -e ".[dev,export,cluster]"
+	$(PY) -m pip install --quiet -e ".[dev,export,cluster,gpu]"
 	touch $(STAMP)
 
 ## The main job: train a liquid policy on the default task (see README). Options: make train ARGS="--seed 1"

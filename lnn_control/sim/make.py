@@ -82,6 +82,7 @@ def make_vec_env(
     seed: int | None = None,
     monitor: bool = True,
     vec_env_cls: type[VecEnv] | None = None,
+    backend: str | None = None,
     **kwargs: Any,
 ) -> VecEnv:
     """Build ``n_envs`` copies of catalogue task ``name`` as one VecEnv.
@@ -95,6 +96,8 @@ def make_vec_env(
             observation noise.
         monitor: record episode returns/lengths in ``infos[i]["episode"]`` (``Monitor``/``VecMonitor``).
         vec_env_cls: unbatched only: the SB3 VecEnv class (default ``DummyVecEnv``).
+        backend: None (``batched`` decides), or ``"mjx"``: :class:`~lnn_control.sim.mjx.MjxVecEnv` on a
+            JAX device (``device=``, ``x64=`` in ``kwargs``; needs the ``gpu`` extra).
         **kwargs: batched: ``BatchedMujocoVecEnv`` arguments (``nthread``, ``randomization``, ``render_mode``,
             v5 task arguments) overriding the entry's ``env_kwargs``; unbatched: ``gymnasium.make`` arguments
             (``render_mode``, v5 constructor arguments).
@@ -109,6 +112,28 @@ def make_vec_env(
             f"frame_skip, timing and max_episode_steps come from the catalogue entry {spec.id} "
             "(write a new entry to change them)"
         )
+
+    if backend is not None:
+        if backend != "mjx":
+            raise ValueError(f"backend must be None or 'mjx', got {backend!r}")
+        if vec_env_cls is not None:
+            raise ValueError("vec_env_cls applies to batched=False only")
+        from lnn_control.sim.mjx._deps import require_mjx
+
+        require_mjx()  # one clear ImportError naming the gpu extra
+        from lnn_control.sim.mjx.env import MjxVecEnv
+
+        venv = MjxVecEnv(
+            spec.base,
+            n_envs,
+            seed=seed,
+            frame_skip=spec.timing.frame_skip,
+            timing=None if spec.timing.is_regular else spec.timing,
+            max_episode_steps=spec.max_episode_steps,
+            **{**spec.env_kwargs, **kwargs},
+        )
+        venv = apply_vec_wrappers(venv, spec, seed=seed)
+        return VecMonitor(venv) if monitor else venv
 
     if batched:
         if vec_env_cls is not None:

@@ -1,0 +1,71 @@
+"""MJX backend on a CUDA GPU (``pytest -m gpu``; scripts/device_check.sh runs these on the GPU machine).
+
+Skipped where JAX sees no GPU (CI). They check what CPU JAX cannot: the env's arrays live on the GPU, the
+torch interface hands them over without a copy (same device pointer), and float32 physics on the GPU agrees
+with the CPU batched backend from the same states within the float32 tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="the MJX backend needs the gpu extra")
+pytest.importorskip("mujoco.mjx", reason="the MJX backend needs the gpu extra")
+import torch  # noqa: E402
+
+
+def _gpus() -> list:
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:
+        return []
+
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not _gpus(), reason="JAX sees no GPU (run on a CUDA machine: scripts/device_check.sh)"
+    ),
+]
+
+N = 512
+
+
+@pytest.fixture(scope="module")
+def env():
+    from lnn_control.sim.mjx import MjxVecEnv
+
+    return MjxVecEnv("HalfCheetah", N, seed=0, device="cuda", x64=False)
+
+
+def test_arrays_live_on_the_gpu_and_reach_torch_without_copy(env) -> None:
+    assert env.device.platform == "gpu"
+    obs = env.reset_torch()
+    assert obs.is_cuda and obs.shape == (N, 17) and obs.dtype == torch.float32
+    assert obs.data_ptr() == env._obs.unsafe_buffer_pointer()
+    actions = torch.rand(N, 6, device="cuda") * 2 - 1
+    out = env.step_torch(actions)
+    for t in out:
+        assert t.is_cuda and t.shape[0] == N
+    assert out.obs.data_ptr() == env._obs.unsafe_buffer_pointer()
+    torch.testing.assert_close(out.dt, torch.full((N,), 0.05, device="cuda"))
+    assert torch.isfinite(out.obs).all() and not out.terminated.any()
+
+
+def test_float32_gpu_step_matches_cpu_backend(env) -> None:
+    from lnn_control.sim.batched import BatchedMujocoVecEnv
+
+    cpu = BatchedMujocoVecEnv("HalfCheetah", N, seed=1)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(10):
+        q, v = cpu.get_state()
+        warm = np.stack([d.qacc_warmstart for d in cpu.get_attr("data")])
+        env.set_state(q, v, warmstart=warm)
+        a = rng.uniform(-1, 1, (N, 6)).astype(np.float32)
+        o1, r1, _, _ = cpu.step(a)
+        o2, r2, _, _ = env.step(a)
+        worst = max(worst, float(np.max(np.abs(o2 - o1) / np.maximum(np.abs(o1), 1.0))))
+        np.testing.assert_allclose(r2, r1, rtol=2e-3, atol=2e-3)
+    assert worst <= 2e-3, worst  # float32 physics: the documented tolerance (README)
