@@ -17,6 +17,7 @@ import jax.numpy as jnp  # noqa: E402
 import mujoco  # noqa: E402
 import torch  # noqa: E402
 
+from lnn_control.extras import MissingExtraError  # noqa: E402
 from lnn_control.sim.mjx import _deps  # noqa: E402
 from lnn_control.sim.mjx.core import check_mjx_model, max_substeps, randomized_fields, sample_substeps  # noqa: E402
 from lnn_control.sim.mjx.dlpack import jax_to_torch, torch_to_jax  # noqa: E402
@@ -48,10 +49,10 @@ def test_missing_jax_or_mjx_is_one_clear_import_error(monkeypatch, missing) -> N
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(_deps.importlib, "import_module", fake)
-    with pytest.raises(ImportError, match=r"lnn-control\[gpu\]") as err:
+    with pytest.raises(MissingExtraError, match=r"lnn-control\[gpu\]") as err:
         _deps.require_mjx()
     assert ("mujoco-mjx" if missing == "mujoco.mjx" else "jax") in str(err.value)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and err.value.extra == "gpu"
     from lnn_control.sim.make import make_vec_env
 
     with pytest.raises(ImportError, match=r"backend='mjx' needs"):

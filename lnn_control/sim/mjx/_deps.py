@@ -12,6 +12,8 @@ import importlib
 import io
 from typing import Any
 
+from lnn_control.extras import MissingExtraError
+
 __all__ = ["MJX_INSTALL_HINT", "require_mjx", "resolve_device"]
 
 MJX_INSTALL_HINT = (
@@ -24,7 +26,8 @@ def require_mjx() -> tuple[Any, Any]:
     """Import ``jax`` and ``mujoco.mjx``; returns ``(jax, mjx)``.
 
     Raises:
-        ImportError: one line naming the missing module(s) and the ``gpu`` extra.
+        MissingExtraError: (an ImportError) one line naming the missing module(s) and the ``gpu`` extra,
+            like every other optional feature (:mod:`lnn_control.extras`).
     """
     missing = []
     jax = mjx = None
@@ -39,8 +42,11 @@ def require_mjx() -> tuple[Any, Any]:
     except ImportError:
         missing.append("mujoco-mjx")
     if missing:
-        raise ImportError(
-            f"backend='mjx' needs {' and '.join(missing)}, which is not installed: {MJX_INSTALL_HINT}"
+        raise MissingExtraError(
+            f"backend='mjx' needs {' and '.join(missing)}, which is not installed: {MJX_INSTALL_HINT}",
+            feature="the MJX backend",
+            extra="gpu",
+            module=missing[0].replace("mujoco-mjx", "mujoco.mjx"),
         )
     return jax, mjx
 
