@@ -30,7 +30,7 @@ test: $(STAMP)
 
 ## The quick inner loop: everything not marked slow.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not gpu"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
