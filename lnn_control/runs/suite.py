@@ -187,6 +187,8 @@ def _plot(records: Sequence[dict[str, Any]], path: Path, timesteps: int) -> None
         return
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     grid = np.linspace(0, timesteps, 40)
+    every_agent = list(dict.fromkeys(r["agent"] for r in records))
+    colors = {agent: f"C{i % 10}" for i, agent in enumerate(every_agent)}  # one colour per agent everywhere
     for ax, task in zip(axes[0], tasks, strict=True):
         agents = list(dict.fromkeys(r["agent"] for r in records if r["task"] == task))
         for agent in agents:
@@ -196,8 +198,8 @@ def _plot(records: Sequence[dict[str, Any]], path: Path, timesteps: int) -> None
                 continue
             values = np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in curves])
             mean, std = values.mean(0), values.std(0)
-            ax.plot(grid, mean, label=f"{agent} (n={len(curves)})")
-            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+            ax.plot(grid, mean, label=f"{agent} (n={len(curves)})", color=colors[agent])
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2, color=colors[agent])
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.set_ylabel("evaluation return")
