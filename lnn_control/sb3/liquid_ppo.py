@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import pathlib
 import warnings
 from typing import Any, ClassVar, TypeVar
 
@@ -19,9 +17,9 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from lnn_control.atomic import atomic_write_bytes
 from lnn_control.sb3.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from lnn_control.sb3.carry import RecurrentCarry
+from lnn_control.sb3.liquid_algorithm import LiquidAlgorithmMixin
 from lnn_control.sb3.policies import LiquidActorCriticPolicy, MultiInputLiquidActorCriticPolicy
 
 SelfLiquidPPO = TypeVar("SelfLiquidPPO", bound="LiquidPPO")
@@ -33,7 +31,7 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-class LiquidPPO(OnPolicyAlgorithm):
+class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
     """Proximal Policy Optimization (clip) with a liquid recurrent policy (CfC, LTC, NCP; LSTM/GRU too).
 
     Same surface as SB3's PPO and sb3-contrib's RecurrentPPO: ``learn`` (callbacks, progress bar,
@@ -376,59 +374,3 @@ class LiquidPPO(OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Any = None,
-        include: Any = None,
-    ) -> None:
-        """SB3's ``save``, except that a file path is written atomically (a temporary file in the same
-        folder, then a rename), so that a crash or Ctrl-C during the save never leaves a corrupt checkpoint.
-        As in SB3, a path without a suffix gets ``.zip``."""
-        if not isinstance(path, (str, pathlib.Path)):
-            super().save(path, exclude=exclude, include=include)
-            return
-        target = pathlib.Path(path)
-        if target.suffix == "":
-            target = target.with_name(f"{target.name}.zip")
-        buffer = io.BytesIO()
-        super().save(buffer, exclude=exclude, include=include)
-        atomic_write_bytes(target, buffer.getvalue())
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfLiquidPPO],
-        path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
-        device: th.device | str = "cpu",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfLiquidPPO:
-        """SB3's ``load``, on the CPU unless ``device`` says otherwise (as the constructor)."""
-        return super().load(
-            path,
-            env=env,
-            device=device,
-            custom_objects=custom_objects,
-            print_system_info=print_system_info,
-            force_reset=force_reset,
-            **kwargs,
-        )
-
-    def predict(  # type: ignore[override]
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: np.ndarray | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-        dt: float | np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Action and next actor state, as RecurrentPPO's ``predict``.
-
-        ``dt`` (float or (n,)) is the time since the previous observation; default: the training env's
-        nominal control period (``policy.default_dt``). Shapes: see ``LiquidActorCriticPolicy.predict``.
-        """
-        return self.policy.predict(observation, state, episode_start, deterministic, dt=dt)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import pathlib
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -18,8 +16,8 @@ from stable_baselines3.common.utils import polyak_update, should_collect_more_st
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from lnn_control.atomic import atomic_write_bytes
 from lnn_control.sb3.carry import RecurrentCarry
+from lnn_control.sb3.liquid_algorithm import LiquidAlgorithmMixin
 from lnn_control.sb3.sac_policies import LiquidSACPolicy
 from lnn_control.sb3.sequence_replay import SequenceReplayBuffer, SequenceReplaySamples
 
@@ -30,7 +28,7 @@ class _Pending:
     """Placeholder replay buffer while SB3's set-up runs (the real one needs the policy's state shape)."""
 
 
-class LiquidSAC(SAC):
+class LiquidSAC(LiquidAlgorithmMixin, SAC):
     """Soft Actor-Critic with a liquid recurrent policy (CfC, LTC, NCP; LSTM/GRU too), R2D2-style replay.
 
     Same surface as SB3's SAC: ``learn`` (callbacks, progress bar, TensorBoard), ``predict(obs, state,
@@ -450,54 +448,4 @@ class LiquidSAC(SAC):
             tb_log_name=tb_log_name,
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
-        )
-
-    def predict(  # type: ignore[override]
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: np.ndarray | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-        dt: float | np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Action and next actor state, as RecurrentPPO's ``predict``; ``dt`` as LiquidPPO's."""
-        return self.policy.predict(observation, state, episode_start, deterministic, dt=dt)
-
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Any = None,
-        include: Any = None,
-    ) -> None:
-        """SB3's ``save``, written atomically for a file path (as LiquidPPO's)."""
-        if not isinstance(path, (str, pathlib.Path)):
-            super().save(path, exclude=exclude, include=include)
-            return
-        target = pathlib.Path(path)
-        if target.suffix == "":
-            target = target.with_name(f"{target.name}.zip")
-        buffer = io.BytesIO()
-        super().save(buffer, exclude=exclude, include=include)
-        atomic_write_bytes(target, buffer.getvalue())
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfLiquidSAC],
-        path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
-        device: th.device | str = "cpu",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfLiquidSAC:
-        """SB3's ``load``, on the CPU unless ``device`` says otherwise (as the constructor)."""
-        return super().load(
-            path,
-            env=env,
-            device=device,
-            custom_objects=custom_objects,
-            print_system_info=print_system_info,
-            force_reset=force_reset,
-            **kwargs,
         )

@@ -1,0 +1,82 @@
+"""What LiquidPPO and LiquidSAC share on top of SB3's algorithms: atomic saves, CPU loads and a dt-aware
+``predict``. Mixed in before the SB3 base class: ``class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm)``.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+from typing import Any, TypeVar
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.type_aliases import GymEnv
+
+from lnn_control.atomic import atomic_write_bytes
+
+__all__ = ["LiquidAlgorithmMixin"]
+
+SelfLiquid = TypeVar("SelfLiquid", bound="LiquidAlgorithmMixin")
+
+
+class LiquidAlgorithmMixin:
+    """Atomic ``save``, ``load`` on the CPU by default, and ``predict(..., dt=...)`` for liquid algorithms."""
+
+    policy: Any
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Any = None,
+        include: Any = None,
+    ) -> None:
+        """SB3's ``save``, except that a file path is written atomically (a temporary file in the same
+        folder, then a rename), so that a crash or Ctrl-C during the save never leaves a corrupt checkpoint.
+        As in SB3, a path without a suffix gets ``.zip``."""
+        if not isinstance(path, (str, pathlib.Path)):
+            super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
+            return
+        target = pathlib.Path(path)
+        if target.suffix == "":
+            target = target.with_name(f"{target.name}.zip")
+        buffer = io.BytesIO()
+        super().save(buffer, exclude=exclude, include=include)  # type: ignore[misc]
+        atomic_write_bytes(target, buffer.getvalue())
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfLiquid],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "cpu",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfLiquid:
+        """SB3's ``load``, on the CPU unless ``device`` says otherwise (as the constructor)."""
+        return super().load(  # type: ignore[misc]
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        dt: float | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Action and next actor state, as RecurrentPPO's ``predict``.
+
+        ``dt`` (float or (n,)) is the time since the previous observation; default: the training env's
+        nominal control period (``policy.default_dt``), refused for a policy trained on irregular timing.
+        Shapes: see ``LiquidActorCriticPolicy.predict``.
+        """
+        return self.policy.predict(observation, state, episode_start, deterministic, dt=dt)
