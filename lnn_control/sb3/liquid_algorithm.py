@@ -1,5 +1,6 @@
-"""What LiquidPPO and LiquidSAC share on top of SB3's algorithms: atomic saves, CPU loads and a dt-aware
-``predict``. Mixed in before the SB3 base class: ``class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm)``.
+"""What LiquidPPO and LiquidSAC share on top of SB3's algorithms: the recurrent carry's (re)start, atomic
+saves, CPU loads and a dt-aware ``predict``. Mixed in before the SB3 base class:
+``class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm)``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch as th
 from stable_baselines3.common.type_aliases import GymEnv
 
 from lnn_control.atomic import atomic_write_bytes
+from lnn_control.sb3.carry import RecurrentCarry
 
 __all__ = ["LiquidAlgorithmMixin"]
 
@@ -20,9 +22,34 @@ SelfLiquid = TypeVar("SelfLiquid", bound="LiquidAlgorithmMixin")
 
 
 class LiquidAlgorithmMixin:
-    """Atomic ``save``, ``load`` on the CPU by default, and ``predict(..., dt=...)`` for liquid algorithms."""
+    """The carry's start, atomic ``save``, ``load`` on the CPU by default, and ``predict(..., dt=...)``.
+
+    ``carry_bootstraps``: whether the carry computes truncation bootstrap values (on-policy: yes; off-policy
+    algorithms bootstrap from their replay buffer instead).
+    """
 
     policy: Any
+    env: Any
+    _carry: RecurrentCarry | None
+    carry_bootstraps: bool = True
+
+    def _reset_recurrence(self) -> None:
+        """A fresh carry for the current env (every env starts an episode); the policy learns its nominal dt
+        (``default_dt``) and, the first time, its time unit from it."""
+        if self.env is None:
+            self._carry = None
+            return
+        self._carry = RecurrentCarry(self.policy, self.env, bootstrap=self.carry_bootstraps)
+        nominal = self._carry.nominal_dt()
+        if nominal is not None:
+            self.policy.default_dt.fill_(nominal)
+        if th.isnan(self.policy.time_unit):  # first env of this policy: its period becomes the time unit
+            self.policy.time_unit.fill_(1.0 if nominal is None else nominal)
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset=force_reset)  # type: ignore[misc]
+        if force_reset or self._carry is None:
+            self._reset_recurrence()
 
     def save(
         self,

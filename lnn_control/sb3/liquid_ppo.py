@@ -176,24 +176,6 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
         self._reset_recurrence()
 
-    def _reset_recurrence(self) -> None:
-        """A fresh carry for the current env (every env starts an episode); the policy learns its nominal dt
-        (``default_dt``) and, the first time, its time unit from it."""
-        if self.env is None:
-            self._carry = None
-            return
-        self._carry = RecurrentCarry(self.policy, self.env)
-        nominal = self._carry.nominal_dt()
-        if nominal is not None:
-            self.policy.default_dt.fill_(nominal)
-        if th.isnan(self.policy.time_unit):  # first env of this policy: its period becomes the time unit
-            self.policy.time_unit.fill_(1.0 if nominal is None else nominal)
-
-    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
-        super().set_env(env, force_reset=force_reset)
-        if force_reset or self._carry is None:
-            self._reset_recurrence()
-
     def _setup_learn(
         self,
         total_timesteps: int,

@@ -68,6 +68,7 @@ class LiquidSAC(LiquidAlgorithmMixin, SAC):
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "LiquidPolicy": LiquidSACPolicy,
     }
+    carry_bootstraps = False  # truncations bootstrap from the replay buffer's terminal observations
     policy: LiquidSACPolicy
     replay_buffer: SequenceReplayBuffer  # type: ignore[assignment]
 
@@ -181,23 +182,6 @@ class LiquidSAC(LiquidAlgorithmMixin, SAC):
                 **kwargs,
             )
         self._reset_recurrence()
-
-    def _reset_recurrence(self) -> None:
-        """A fresh carry for the current env; the policy learns its nominal dt and, once, its time unit."""
-        if self.env is None:
-            self._carry = None
-            return
-        self._carry = RecurrentCarry(self.policy, self.env, bootstrap=False)
-        nominal = self._carry.nominal_dt()
-        if nominal is not None:
-            self.policy.default_dt.fill_(nominal)
-        if th.isnan(self.policy.time_unit):
-            self.policy.time_unit.fill_(1.0 if nominal is None else nominal)
-
-    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
-        super().set_env(env, force_reset=force_reset)
-        if force_reset or self._carry is None:
-            self._reset_recurrence()
 
     def _setup_learn(
         self,
