@@ -324,8 +324,8 @@ def test_vecnormalize_observations_are_normalised_at_sampling() -> None:
 
 
 def test_exported_actor_matches_deterministic_predict(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from lnn_control.export.actor import actor_from_model
     from lnn_control.export.api import build_actor
+    from lnn_control.export.convert import actor_from_model
 
     env = VecNormalize(make_vec_env(lambda: CueHoldEnv(hold=5), n_envs=2, seed=0))
     model = _model(env, learning_starts=40, chunk_len=8, burn_in=2, batch_size=12)

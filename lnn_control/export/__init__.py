@@ -8,7 +8,8 @@
 - :class:`Controller`: torch-free runtime of the ONNX artefact (numpy + onnxruntime) with ``reset`` and
   ``step(obs, dt=None)``.
 - :class:`ActorStep`, :func:`build_actor`: the torch module behind every format (see
-  :mod:`lnn_control.export.actor` for the exact pipeline and the state layout).
+
+  :mod:`lnn_control.export.step` for the exact pipeline and the state layout).
 
 Names are imported lazily (PEP 562): ``from lnn_control.export import Controller`` does not import torch.
 """
@@ -33,8 +34,8 @@ _EXPORTS: dict[str, str] = {
     "ToolchainError": "pt2",
     "build_actor": "api",
     "FORMATS": "api",
-    "ActorStep": "actor",
-    "ActorMeta": "actor",
+    "ActorStep": "step",
+    "ActorMeta": "meta",
     "generate_c": "c_codegen",
     "ONNX_OPSET": "formats",
 }
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .actor import ActorMeta, ActorStep
     from .api import (
         DEFAULT_FORMATS,
         FORMATS,
@@ -74,9 +74,11 @@ if TYPE_CHECKING:
     )
     from .c_codegen import generate_c
     from .formats import ONNX_OPSET
+    from .meta import ActorMeta
     from .pt2 import ToolchainError
     from .runtime import Controller
     from .sidecar import ArtifactError, load_sidecar
+    from .step import ActorStep
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

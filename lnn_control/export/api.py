@@ -12,9 +12,11 @@ from torch import nn
 
 from lnn_control.extras import require
 
-from .actor import ActorMeta, ActorStep, actor_from_model, actor_from_module
+from .convert import actor_from_model, actor_from_module
 from .formats import ONNX_OPSET, write_c, write_onnx, write_torchscript
+from .meta import ActorMeta
 from .pt2 import AOTI_SUFFIX, PT2_SUFFIX, check_aoti_toolchain, check_torch_export, write_aoti, write_pt2
+from .step import ActorStep
 
 __all__ = [
     "DEFAULT_FORMATS",

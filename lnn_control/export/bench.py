@@ -28,9 +28,10 @@ import torch
 
 from lnn_control.extras import require
 
-from .actor import ActorMeta, ActorStep
 from .formats import trace_actor, write_c, write_onnx
+from .meta import ActorMeta
 from .pt2 import export_program, write_aoti
+from .step import ActorStep
 
 __all__ = ["C_TIMING_FLAGS", "bench_actor", "c_timing_harness", "percentiles_us", "time_calls"]
 

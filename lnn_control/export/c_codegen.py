@@ -31,7 +31,8 @@ import lnn_control
 from lnn_control.nn.cfc import CfCCell, LeCunTanh
 from lnn_control.nn.ltc import LTCCell
 
-from .actor import ActorMeta, ActorStep
+from .meta import ActorMeta
+from .step import ActorStep
 
 __all__ = ["generate_c"]
 
@@ -358,9 +359,7 @@ def _cfc_gate(prog: _Program, block: nn.Module, heads: str, h: str, hidden: int,
     )
 
 
-def _ltc_layer(
-    prog: _Program, cell: LTCCell, x: str, n_in: int, offset: int, tag: str, max_substeps: int | None
-) -> tuple[str, int]:
+def _ltc_layer(prog: _Program, cell: LTCCell, x: str, n_in: int, offset: int, tag: str) -> tuple[str, int]:
     """One LTC layer integrating state[offset : offset + units] over dt; returns its output buffer."""
     units = cell.state_size
     with torch.no_grad():
@@ -439,6 +438,7 @@ def _ltc_layer(
     if cell.max_step is None:
         prog.emit(f"const int {count} = {cell.unfolds};", f"const float {step} = dt / {_lit(cell.unfolds)};")
     else:
+        max_substeps = cell.max_substeps  # fixed by the actor step for every dt <= its max_dt
         if max_substeps is None:
             raise AssertionError("LTC with max_step needs the exported substep bound")
         cnt = prog.name(f"{tag}_c")
@@ -579,7 +579,7 @@ def generate_c(actor: ActorStep, meta: ActorMeta, prefix: str = "policy") -> tup
             if isinstance(cell, CfCCell):
                 src, n = _cfc_layer(prog, cell, src, n, offset, f"cfc{layer}")
             else:
-                src, n = _ltc_layer(prog, cell, src, n, offset, f"ltc{layer}", actor.ltc_substeps)
+                src, n = _ltc_layer(prog, cell, src, n, offset, f"ltc{layer}")
         if core.proj is not None:
             src, n = _mlp(prog, src, n, [core.proj], "proj")
     else:

@@ -17,9 +17,10 @@ from torch import Tensor, nn
 
 from lnn_control.extras import require
 
-from .actor import ActorMeta, ActorStep
 from .c_codegen import generate_c
+from .meta import ActorMeta
 from .sidecar import atomic_write_bytes, write_sidecar
+from .step import ActorStep
 
 __all__ = ["ONNX_OPSET", "trace_actor", "write_c", "write_onnx", "write_torchscript"]
 

@@ -10,7 +10,7 @@ Both hold the same step as the other formats, ``step(obs (B, n_obs), h (B, H_tot
   Python) or Python (``torch._inductor.aoti_load_package``). Compiling needs a C++ compiler (``$CXX`` or
   ``g++``) and takes 20-70 s on 2 busy CPU cores; the package runs on the CPU architecture it was compiled on.
 
-Both are traced from :class:`~lnn_control.export.actor.ActorStep` itself, so every step semantics (dt
+Both are traced from :class:`~lnn_control.export.step.ActorStep` itself, so every step semantics (dt
 included) lives in that one module.
 """
 
@@ -30,9 +30,10 @@ from torch import nn
 
 from lnn_control.nn.cfc import CfCCell
 
-from .actor import ActorMeta, ActorStep
 from .formats import INPUT_NAMES, OUTPUT_NAMES, _example_inputs
+from .meta import ActorMeta
 from .sidecar import atomic_write_bytes, write_sidecar
+from .step import ActorStep
 
 __all__ = [
     "AOTI_SUFFIX",
@@ -66,7 +67,6 @@ def _exportable(actor: ActorStep) -> ActorStep:
     for module in clone.modules():
         if isinstance(module, CfCCell):
             module.use_fused_loop = False
-        module.__dict__.pop("_inference_cache", None)
         for name, param in module._parameters.items():
             if param is not None:
                 module._parameters[name] = nn.Parameter(param.detach().clone(), requires_grad=False)

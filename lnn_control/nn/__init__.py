@@ -6,6 +6,7 @@ Only torch (and numpy) is imported below this package: no Gymnasium, no Stable-B
 from . import cfc_native, ltc_native
 from .cfc import CfCCell
 from .fit import FitResult, NonFiniteLossError, fit
+from .inference import inference_copy
 from .ltc import LTCCell
 from .ncps_compat import from_ncps
 from .rnn import LTC, CfC, LiquidRNN
@@ -27,5 +28,6 @@ __all__ = [
     "cfc_native",
     "fit",
     "from_ncps",
+    "inference_copy",
     "ltc_native",
 ]

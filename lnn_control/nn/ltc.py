@@ -12,9 +12,12 @@ integrated over the elapsed time ``dt`` of each step with ``unfolds`` substeps o
   numerator and denominator; stable for any h >= 0, and h = 0 leaves v unchanged.
 - ``euler``: explicit Euler on the ODE above; ``rk4``: classical Runge-Kutta.
 
-``max_step`` (seconds) subdivides long intervals: a step of dt takes ``max(unfolds, ceil(dt / max_step))``
-substeps, each sample its own number, so a long or irregular dt stays as stable as a short one and every
-sample's result is independent of its batch-mates.
+``max_step`` (in the units of dt) subdivides long intervals: a step of dt takes
+``max(unfolds, ceil(dt / max_step))`` substeps, each sample its own number, so a long or irregular dt stays as
+stable as a short one and every sample's result is independent of its batch-mates. That count depends on the
+data; ``max_substeps`` (or :meth:`LTCCell.bound_substeps`) fixes the loop length at K for tracing and export:
+each sample runs its own count, clamped to K, then zero-length substeps (exact: a zero-length substep leaves
+the state unchanged), so the result is unchanged for every dt <= K * max_step.
 
 Positivity of cm, gleak, w and sensory_w is by softplus of unconstrained parameters: nothing to clip after an
 optimiser step. Masked synapses (a wiring) have no effect and receive zero gradient; for sparse wirings the
@@ -78,6 +81,9 @@ class LTCCell(LiquidCell):
         solver: ``"semi_implicit"``, ``"euler"`` or ``"rk4"``.
         unfolds: substeps per step (at least; see ``max_step``).
         max_step: longest substep in the units of dt, or None for exactly ``unfolds`` substeps.
+        max_substeps: with ``max_step``, a fixed substep count K >= unfolds (see the module docstring): the
+            loop no longer depends on the data; a dt longer than ``K * max_step`` takes K substeps of dt / K.
+            None: as many as the longest dt in the batch needs.
         epsilon: added to the semi-implicit denominator (times the substep), as in the reference.
         freeze_recurrent: reservoir mode, only the output mapping (the readout) trains.
         sparse: the torch loop sums synapses over an edge list (True), a dense matrix (False), or chooses by
@@ -99,6 +105,7 @@ class LTCCell(LiquidCell):
         solver: str = "semi_implicit",
         unfolds: int = 6,
         max_step: float | None = None,
+        max_substeps: int | None = None,
         epsilon: float = 1e-8,
         freeze_recurrent: bool = False,
         sparse: bool | None = None,
@@ -137,6 +144,9 @@ class LTCCell(LiquidCell):
         self.solver = solver
         self.unfolds = unfolds
         self.max_step = None if max_step is None else float(max_step)
+        self.max_substeps: int | None = None
+        if max_substeps is not None:
+            self.set_max_substeps(max_substeps)
         self.epsilon = float(epsilon)
         self.freeze_recurrent = bool(freeze_recurrent)
         self._sparse_choice = sparse
@@ -219,7 +229,9 @@ class LTCCell(LiquidCell):
         summing its postsynaptic currents then move whole rows of B values.
         """
         native = self._native_applies(x, v, dt)
-        weights = cached_when_inference(self, lambda: self._loop_weights(native), variant=native)
+        weights = cached_when_inference(
+            self, lambda: self._loop_weights(native), variant=(native, self.sparse)
+        )
         if native:
             return self._forward_native(x, v, dt, keep, weights)
         num_s, den_s = self._sensory_terms(x, weights["sensory_w"])  # (B, T, H) each, all steps at once
@@ -308,12 +320,43 @@ class LTCCell(LiquidCell):
             rowptr, pre, sigma, neg_sigma_mu, w * getattr(self, prefix + "erev")[pre, post], w
         )
 
+    def set_max_substeps(self, max_substeps: int | None) -> None:
+        """Fix the substep loop at ``max_substeps`` (>= unfolds; needs ``max_step``), or None to follow dt."""
+        if max_substeps is not None:
+            if self.max_step is None:
+                raise ValueError(
+                    f"max_substeps={max_substeps!r} bounds the substeps that max_step adds; this cell has "
+                    "max_step=None and always takes unfolds substeps"
+                )
+            too_small = isinstance(max_substeps, int) and max_substeps < self.unfolds
+            if isinstance(max_substeps, bool) or not isinstance(max_substeps, int) or too_small:
+                raise ValueError(
+                    f"max_substeps must be an integer >= unfolds ({self.unfolds}) or None, "
+                    f"got {max_substeps!r}"
+                )
+        self.max_substeps = max_substeps
+
+    def bound_substeps(self, max_dt: float) -> int | None:
+        """Fix the substep loop so that every dt <= ``max_dt`` (units of dt) is integrated exactly as without
+        a bound; returns the bound K (None for a cell without ``max_step``, whose count is always fixed)."""
+        if self.max_step is None:
+            return None
+        if not (max_dt > 0 and math.isfinite(max_dt)):
+            raise ValueError(f"max_dt must be a positive finite number, got {max_dt!r}")
+        bound = max(self.unfolds, math.ceil(max_dt / self.max_step - 1e-9))
+        self.set_max_substeps(bound)
+        return bound
+
     def _substeps(self, dt: Tensor) -> tuple[int, Tensor]:
         """Number of solver iterations and the substep per sample: (B, T) or, with max_step, (B, T, K)."""
         if self.max_step is None:
             return self.unfolds, dt / self.unfolds
         counts = torch.ceil(dt / self.max_step).clamp_min(self.unfolds)  # (B, T)
-        total = int(counts.max().item()) if counts.numel() else self.unfolds
+        if self.max_substeps is not None:  # a fixed loop length: no data-dependent count (tracing, export)
+            counts = counts.clamp_max(self.max_substeps)
+            total = self.max_substeps
+        else:
+            total = int(counts.max().item()) if counts.numel() else self.unfolds
         if total == self.unfolds:
             return total, dt / self.unfolds
         k = torch.arange(total, device=dt.device, dtype=dt.dtype)
@@ -378,5 +421,6 @@ class LTCCell(LiquidCell):
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.state_size}, solver={self.solver!r}, unfolds={self.unfolds}, "
-            f"max_step={self.max_step}, wiring={self.wiring!r}, sparse={self.sparse}"
+            f"max_step={self.max_step}, max_substeps={self.max_substeps}, wiring={self.wiring!r}, "
+            f"sparse={self.sparse}"
         )

@@ -97,6 +97,32 @@ class LiquidRNN(nn.Module):
             y = y.transpose(0, 1)
         return y, h_n
 
+    def step(self, x: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """One time step, the path that one-step control, tracing and export share.
+
+        x (B, in), h (num_layers, B, H), dt (B, 1) -> y (B, out), h' (num_layers, B, H). Unlike ``forward`` it
+        checks no values (a data-dependent check cannot be traced): the caller passes finite dt >= 0, in the
+        units the cells integrate. Zero a sample's state before the call to start its episode.
+        """
+        layer_input = x.unsqueeze(1)
+        finals = []
+        for i, cell in enumerate(self.cells):
+            layer_input, h_last = cell.forward_sequence(layer_input, h[i], dt, None)
+            finals.append(h_last)
+        y = layer_input[:, 0]
+        if self.proj is not None:
+            y = self.proj(y)
+        return y, torch.stack(finals)
+
+    def bound_substeps(self, max_dt: float) -> int | None:
+        """Fix every LTC layer's substep loop for dt <= ``max_dt`` (see :meth:`LTCCell.bound_substeps`), so
+        that ``step`` has no data-dependent loop length.
+
+        Returns the bound, or None if no layer has ``max_step``.
+        """
+        bounds = [cell.bound_substeps(max_dt) for cell in self.cells if isinstance(cell, LTCCell)]
+        return max((b for b in bounds if b is not None), default=None)
+
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Tensor:
         """Zero state (num_layers, batch_size, H)."""
         reference = next(self.parameters())
@@ -163,6 +189,7 @@ class LTC(LiquidRNN):
         solver: str = "semi_implicit",
         unfolds: int = 6,
         max_step: float | None = None,
+        max_substeps: int | None = None,
         num_layers: int = 1,
         proj_size: int | None = None,
         batch_first: bool = True,
@@ -177,6 +204,7 @@ class LTC(LiquidRNN):
             "solver": solver,
             "unfolds": unfolds,
             "max_step": max_step,
+            "max_substeps": max_substeps,
             "sparse": sparse,
             "init_fan_in": init_fan_in,
         }

@@ -3,17 +3,24 @@
 A cell derives its loop weights (masked, scaled, softplus'ed) from its parameters at every call. During
 training that must happen each time, to keep the autograd graph; during inference (gradients disabled) the
 result only changes when a parameter or buffer does, so one-step control loops can skip the work.
+
+The cache lives beside the module (a weak map), not in it: copies, pickles and traced exports of a module
+never carry a stale cache, and nothing outside this file needs to know it exists.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 T = TypeVar("T")
+
+# module -> (key, derived weights); an entry goes with its module.
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def _tensors(module: nn.Module) -> list[torch.Tensor | None]:
@@ -38,9 +45,9 @@ def cached_when_inference(module: nn.Module, compute: Callable[[], T], variant: 
     if torch.is_grad_enabled():
         return compute()
     key = (module.training, variant, _version_key(module))  # training mode decides dropout in the loop plan
-    cache = module.__dict__.get("_inference_cache")
+    cache = _CACHE.get(module)
     if cache is not None and cache[0] == key:
         return cache[1]
     value = compute()
-    module.__dict__["_inference_cache"] = (key, value)
+    _CACHE[module] = (key, value)
     return value

@@ -48,7 +48,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring
+from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring, run_core
 
 CRITICS = ("detached", "separate", "shared")
 
@@ -298,23 +298,8 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         episode_starts: th.Tensor,
         dt: th.Tensor,
     ) -> tuple[th.Tensor, th.Tensor]:
-        """Run ``core`` over a batch of sequences given flat.
-
-        Args:
-            features: (B * T, F), sequence-major (all steps of sequence 0, then sequence 1, ...).
-            state: (num_layers, B, S), the state before the first step.
-            episode_starts: (B, T) or (B,) when T = 1; truthy zeroes the state before that step.
-            dt: (B, T) or (B,): seconds since the previous observation (the core sees ``dt / time_unit``).
-        Returns:
-            latent (B * T, out) and the state after the last step (num_layers, B, S).
-        """
-        n_seq = state.shape[1]
-        x = features.reshape(n_seq, -1, features.shape[-1])
-        steps = x.shape[1]
-        resets = episode_starts.reshape(n_seq, steps).bool()
-        dt = dt.reshape(n_seq, steps).to(dtype=x.dtype) / self.time_unit.to(x.dtype)
-        y, h_n = core(x, h0=state, dt=dt, resets=resets)
-        return y.reshape(n_seq * steps, -1), h_n
+        """Run ``core`` over sequences given flat (see :func:`lnn_control.sb3.recurrence.run_core`)."""
+        return run_core(core, features, state, episode_starts, dt, self.time_unit)
 
     def _split(self, state: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         return state[..., : self.actor_state_size], state[..., self.actor_state_size :]

@@ -105,6 +105,46 @@ class TorchRNN(nn.Module):
             y = y.transpose(0, 1)
         return y, h
 
+    def step(self, x: th.Tensor, h: th.Tensor, dt: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
+        """One time step as ``LiquidRNN.step``: x (B, in), h (num_layers, B, S) -> y (B, units), h'; no dt."""
+        del dt
+        y, h_n = self._run(x.unsqueeze(1), h)
+        return y[:, 0], h_n
+
+
+def run_core(
+    core: nn.Module,
+    features: th.Tensor,
+    state: th.Tensor,
+    episode_starts: th.Tensor,
+    dt: th.Tensor,
+    time_unit: th.Tensor,
+) -> tuple[th.Tensor, th.Tensor]:
+    """Run a policy's ``core`` over B sequences given flat (the rollout, training and predict path).
+
+    Args:
+        features: (B * T, F), sequence-major (all steps of sequence 0, then sequence 1, ...).
+        state: (num_layers, B, S), the state before the first step.
+        episode_starts: (B, T) or (B,) when T = 1; truthy zeroes that sample's state before that step.
+        dt: (B, T) or (B,): seconds since the previous observation, already checked (finite, >= 0).
+        time_unit: seconds per time unit (0-d): the core integrates ``dt / time_unit``.
+    Returns:
+        latent (B * T, out) and the state after the last step (num_layers, B, S).
+
+    One control step (T = 1: rollouts, ``predict``) runs the core's one-step path ``core.step``, the same
+    that export traces; longer sequences run ``core(x, h0, dt, resets)``.
+    """
+    n_seq = state.shape[1]
+    x = features.reshape(n_seq, -1, features.shape[-1])
+    steps = x.shape[1]
+    resets = episode_starts.reshape(n_seq, steps).bool()
+    dt = dt.reshape(n_seq, steps).to(dtype=x.dtype) / time_unit.to(x.dtype)
+    if steps == 1:
+        keep = (~resets).to(state.dtype).reshape(1, n_seq, 1)
+        return core.step(x[:, 0], state * keep, dt)
+    y, h_n = core(x, h0=state, dt=dt, resets=resets)
+    return y.reshape(n_seq * steps, -1), h_n
+
 
 def _check_keys(what: str, given: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)

@@ -47,35 +47,10 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from lnn_control.sb3.policies import LiquidActorCriticPolicy, check_time_unit
-from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring
+from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring, run_core
 
 SAC_CRITICS = ("separate", "detached")
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # as SB3's SAC actor
-
-
-def run_core(
-    core: nn.Module,
-    features: th.Tensor,
-    state: th.Tensor,
-    episode_starts: th.Tensor,
-    dt: th.Tensor,
-    time_unit: th.Tensor,
-) -> tuple[th.Tensor, th.Tensor]:
-    """Run ``core`` over B sequences given flat.
-
-    Args:
-        features: (B * T, F), sequence-major; state: (num_layers, B, S) before the first step;
-        episode_starts: (B, T) or (B,); dt: (B, T) or (B,) seconds (the core sees ``dt / time_unit``).
-    Returns:
-        latent (B * T, out) and the state after the last step (num_layers, B, S).
-    """
-    n_seq = state.shape[1]
-    x = features.reshape(n_seq, -1, features.shape[-1])
-    steps = x.shape[1]
-    resets = episode_starts.reshape(n_seq, steps).bool()
-    dt = dt.reshape(n_seq, steps).to(dtype=x.dtype) / time_unit.to(x.dtype)
-    y, h_n = core(x, h0=state, dt=dt, resets=resets)
-    return y.reshape(n_seq * steps, -1), h_n
 
 
 class RecurrentSACActor(nn.Module):
