@@ -236,25 +236,6 @@ def test_inference_reuses_the_prepared_weights_until_a_parameter_changes():
     torch.testing.assert_close(after, reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("compiler", ["failing", "missing"])
-def test_without_a_working_compiler_the_torch_loop_runs_after_a_warning(compiler, monkeypatch, tmp_path):
-    monkeypatch.setattr(cfc_native, "_library", None)
-    monkeypatch.setattr(cfc_native, "_load_failed", False)
-    monkeypatch.setenv("LNN_CONTROL_CACHE", str(tmp_path / "cache"))
-    if compiler == "failing":
-        monkeypatch.setenv("CC", "false")
-    else:
-        monkeypatch.setattr(cfc_native.ltc_native, "_compiler", lambda: None)
-    model = make("default", torch.float32)
-    x, dt, _, h0 = batch_inputs(model, torch.float32)
-    with pytest.warns(UserWarning, match="compiled CfC kernel unavailable"):
-        y, _ = model(x, h0=h0, dt=dt)
-    with cfc_native.disabled():
-        reference, _ = model(x, h0=h0, dt=dt)
-    assert torch.equal(y, reference)
-    assert not cfc_native.available()
-
-
 def test_a_model_with_cached_kernel_weights_copies_and_pickles():
     """Inference caches the kernel's pointer table on the module; deepcopy and pickle must rebuild it for
     the copy's own weights (and not point into the original, which may be gone)."""

@@ -157,34 +157,15 @@ def test_tracing_runs_the_torch_loop():
         torch.testing.assert_close(traced(x, dt), model(x, dt=dt)[0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("compiler", ["failing", "missing"])
-def test_without_a_working_compiler_the_torch_loop_runs_after_a_warning(compiler, monkeypatch, tmp_path):
-    monkeypatch.setattr(ltc_native, "_library", None)
-    monkeypatch.setattr(ltc_native, "_load_failed", False)
-    monkeypatch.setenv("LNN_CONTROL_CACHE", str(tmp_path / "cache"))
-    if compiler == "failing":
-        monkeypatch.setenv("CC", "false")  # exists and always fails
-    else:
-        monkeypatch.setattr(ltc_native, "_compiler", lambda: None)
-    model = make("dense", torch.float32)
-    x, dt, _, h0 = batch_inputs(model, torch.float32)
-    with pytest.warns(UserWarning, match="compiled LTC kernel unavailable"):
-        y, _ = model(x, h0=h0, dt=dt)
-    with ltc_native.disabled():
-        reference, _ = model(x, h0=h0, dt=dt)
-    assert torch.equal(y, reference)
-    assert not ltc_native.available()
-
-
 def test_the_kernel_is_built_once_into_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setattr(ltc_native, "_library", None)
-    monkeypatch.setattr(ltc_native, "_load_failed", False)
+    monkeypatch.setattr(ltc_native._KERNEL, "library", None)
+    monkeypatch.setattr(ltc_native._KERNEL, "load_failed", False)
     monkeypatch.setenv("LNN_CONTROL_CACHE", str(tmp_path))
     assert ltc_native.available()
     built = list(tmp_path.iterdir())
     assert len(built) == 1 and built[0].name.startswith("ltc_kernel-")  # no temporary left behind
     stamp = built[0].stat().st_mtime_ns
-    monkeypatch.setattr(ltc_native, "_library", None)
+    monkeypatch.setattr(ltc_native._KERNEL, "library", None)
     assert ltc_native.available()
     assert built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
 
@@ -213,8 +194,8 @@ def test_a_sparse_wiring_reaches_the_lanes_kernel_and_a_dense_one_the_rows(name,
     """The lanes kernel is the one whose cost follows the synapse count; a sparse wiring on the rows loop (or
     a dense one on lanes) would compute the same values at the wrong cost, which only this check sees."""
     assert ltc_native.available()
-    recorder = _RecordingLibrary(ltc_native._library)
-    monkeypatch.setattr(ltc_native, "_library", recorder)
+    recorder = _RecordingLibrary(ltc_native._KERNEL.library)
+    monkeypatch.setattr(ltc_native._KERNEL, "library", recorder)
     model = make(name, torch.float32)
     x, dt, resets, h0 = batch_inputs(model, torch.float32)
     y, _ = model(x, h0=h0, dt=dt, resets=resets)

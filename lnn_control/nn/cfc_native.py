@@ -8,8 +8,8 @@ and returns the gradients of every step's pre-activations; the weight gradients 
 each over all steps, in torch.
 
 Covered: unwired cells with one backbone layer (tanh or LeCun tanh) or none, wired cells (one block per
-wiring layer), the three modes, resets, per-sample dt, backbone dropout (a mask drawn before the loop). The
-build and cache are those of ``ltc_native`` (system C compiler on first use, ``$LNN_CONTROL_CACHE``); where no
+wiring layer), the three modes, resets, per-sample dt, backbone dropout (a mask drawn before the loop).
+``native_build`` builds and caches it (system C compiler on first use, ``$LNN_CONTROL_CACHE``); where no
 compiler is found, or ``LNN_CONTROL_NATIVE_CFC=0`` is set, or under ``disabled()``, ``CfCCell`` runs its torch
 loop, which computes the same function (tests hold the two to rounding). The torch loop also serves GPU
 tensors, a dt that requires grad, tracing and export, and configurations outside the list above.
@@ -17,18 +17,14 @@ tensors, a dt that requires grad, tracing and export, and configurations outside
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import os
-import subprocess
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from . import ltc_native
+from .native_build import LANES, NativeKernel, batch_slices, run_calls
 
 __all__ = [
     "BlockSpec",
@@ -42,11 +38,7 @@ __all__ = [
 ]
 
 _SOURCES = ("cfc_kernel.c", "cfc_kernel_body.h", "kernel_common.h")
-_LANES = 8  # CFC_LANES in csrc/cfc_kernel.c
 _MODES = {"default": 0, "no_gate": 1, "pure": 2}
-_library: ctypes.CDLL | None = None
-_load_failed = False
-_enabled = os.environ.get("LNN_CONTROL_NATIVE_CFC", "1") != "0"
 
 
 def _declare(library: ctypes.CDLL) -> None:
@@ -60,55 +52,10 @@ def _declare(library: ctypes.CDLL) -> None:
         backward.restype = ctypes.c_int
 
 
-def _load() -> ctypes.CDLL | None:
-    """The compiled kernel, built on first call; None (with one warning) if it cannot be built."""
-    global _library, _load_failed
-    if _library is not None or _load_failed:
-        return _library
-    compiler = ltc_native._compiler()
-    try:
-        if compiler is None:
-            raise OSError("no C compiler found ($CC, cc, gcc or clang)")
-        library = ctypes.CDLL(str(ltc_native._build(compiler, _SOURCES)))
-        _declare(library)
-    except (OSError, subprocess.SubprocessError, AttributeError) as error:
-        detail = getattr(error, "stderr", "") or error
-        warnings.warn(f"compiled CfC kernel unavailable, using the torch loop: {detail}", stacklevel=3)
-        _load_failed = True
-        return None
-    _library = library
-    return library
-
-
-def available() -> bool:
-    """Whether the compiled kernel is enabled and could be built and loaded on this machine."""
-    return _enabled and _load() is not None
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Run CfC cells on their torch loop inside the block (for comparisons and debugging)."""
-    global _enabled
-    previous, _enabled = _enabled, False
-    try:
-        yield
-    finally:
-        _enabled = previous
-
-
-def usable(*tensors: Tensor) -> bool:
-    """Whether the kernel can run on these tensors: enabled, CPU, float32/float64, not traced, compiled or
-    exported."""
-    if not _enabled or torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return False
-    if torch.compiler.is_compiling():
-        return False
-    dtype = tensors[0].dtype
-    if dtype not in (torch.float32, torch.float64):
-        return False
-    if any(t.device.type != "cpu" or t.dtype != dtype for t in tensors):
-        return False
-    return _load() is not None
+_KERNEL = NativeKernel("CfC", _SOURCES, "LNN_CONTROL_NATIVE_CFC", _declare)
+available = _KERNEL.available
+disabled = _KERNEL.disabled
+usable = _KERNEL.usable
 
 
 class BlockSpec(NamedTuple):
@@ -199,23 +146,23 @@ def _run_forward(
     """The kernel's forward over batch slices (one per torch thread); writes ``trace`` when given."""
     batch, steps, _ = pre0.shape
     out = pre0.new_empty(batch, steps, h0.shape[1])
-    kernel = getattr(_load(), f"cfc_forward_{_SUFFIX[pre0.dtype]}")
+    kernel = getattr(_KERNEL.load(), f"cfc_forward_{_SUFFIX[pre0.dtype]}")
     shared = (steps, len(prepared.specs), ctypes.addressof(prepared.dims), ctypes.addressof(prepared.table))
-    per_group = steps * prepared.width * _LANES * pre0.element_size()
+    per_group = steps * prepared.width * LANES * pre0.element_size()
 
     def call(part: slice) -> Callable[[], int]:
         tensors = [pre0[part], dt[part], _part(keep, part), _part(mask, part), h0[part], out[part]]
         pointers = [*map(_address, tensors)]
-        pointers.append(None if trace is None else trace.data_ptr() + part.start // _LANES * per_group)
+        pointers.append(None if trace is None else trace.data_ptr() + part.start // LANES * per_group)
         size = part.stop - part.start
         return lambda: kernel(size, *shared, *pointers)
 
-    if batch <= _LANES or torch.get_num_threads() == 1:  # one slice: no views, no thread pool (inference)
+    if batch <= LANES or torch.get_num_threads() == 1:  # one slice: no views, no thread pool (inference)
         pointers = [_address(t) for t in (pre0, dt, keep, mask, h0, out, trace)]
         if kernel(batch, *shared, *pointers):
             raise MemoryError("the compiled CfC kernel could not allocate its work buffer")
         return out
-    ltc_native._run_slices([call(part) for part in ltc_native._slices(batch)])
+    run_calls([call(part) for part in batch_slices(batch)])
     return out
 
 
@@ -225,8 +172,8 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, prepared, pre0, h0, dt, keep, mask, *flat):
         batch, steps, _ = pre0.shape
-        groups = -(-batch // _LANES)
-        trace = pre0.new_empty(groups, steps, prepared.width, _LANES)
+        groups = -(-batch // LANES)
+        trace = pre0.new_empty(groups, steps, prepared.width, LANES)
         out = _run_forward(prepared, pre0, h0, dt, keep, mask, trace)
         ctx.prepared = prepared
         ctx.save_for_backward(h0, dt, keep, mask, out, trace)
@@ -243,20 +190,20 @@ class _Recurrence(torch.autograd.Function):
         grads = out.new_empty(batch, steps, prepared.width)  # per block d z, then d heads
         first = prepared.weights[0]
         act = out.new_empty(batch, steps, first.w.shape[0]) if first.heads_w is not None else None
-        parts = ltc_native._slices(batch)
+        parts = batch_slices(batch)
         accumulators = h0.new_zeros(len(parts), 2, units)  # per slice: d A, d w_tau
-        kernel = getattr(_load(), f"cfc_backward_{_SUFFIX[out.dtype]}")
+        kernel = getattr(_KERNEL.load(), f"cfc_backward_{_SUFFIX[out.dtype]}")
         shared = (
             steps,
             len(prepared.specs),
             ctypes.addressof(prepared.dims),
             ctypes.addressof(prepared.table),
         )
-        per_group = steps * prepared.width * _LANES * trace.element_size()
+        per_group = steps * prepared.width * LANES * trace.element_size()
 
         def call(i: int, part: slice) -> Callable[[], int]:
             pointers = [*map(_address, [dt[part], _part(keep, part), _part(mask, part)])]
-            pointers += [trace.data_ptr() + part.start // _LANES * per_group]
+            pointers += [trace.data_ptr() + part.start // LANES * per_group]
             tensors = [grad_out[part], grad_h0[part], grads[part], _part(act, part)]
             pointers += [
                 *map(_address, tensors),
@@ -266,7 +213,7 @@ class _Recurrence(torch.autograd.Function):
             size = part.stop - part.start
             return lambda: kernel(size, *shared, *pointers)
 
-        ltc_native._run_slices([call(i, part) for i, part in enumerate(parts)])
+        run_calls([call(i, part) for i, part in enumerate(parts)])
         grad_a, grad_w_tau = accumulators.sum(0)
         rows = grads.view(
             batch * steps, prepared.width

@@ -19,22 +19,14 @@ the call, so slices run in parallel.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from .native_build import LANES, NativeKernel, batch_slices, run_calls
 
 __all__ = ["LAYOUTS", "Synapses", "available", "disabled", "layout", "ltc_recurrence", "usable"]
 
@@ -43,58 +35,7 @@ __all__ = ["LAYOUTS", "Synapses", "available", "disabled", "layout", "ltc_recurr
 # proportion to the synapse count (a sparse wiring must take it, or it costs as much as a dense one).
 LAYOUTS = ("rows", "lanes")
 
-_SOURCE_DIR = Path(__file__).with_name("csrc")
 _SOURCES = ("ltc_kernel.c", "ltc_kernel_body.h", "kernel_common.h")
-# -fno-trapping-math lets the compiler turn the exp argument clamps into vector selects (NaN still propagates)
-_FLAGS = (
-    "-O3",
-    "-std=c99",
-    "-fPIC",
-    "-shared",
-    "-fopenmp-simd",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-ffp-contract=fast",
-)
-_library: ctypes.CDLL | None = None
-_load_failed = False
-_enabled = os.environ.get("LNN_CONTROL_NATIVE_LTC", "1") != "0"
-_pool: tuple[int, int, ThreadPoolExecutor] | None = (
-    None  # (process id, workers, pool): a forked child makes its own
-)
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("LNN_CONTROL_CACHE") or Path.home() / ".cache" / "lnn_control"
-    return Path(root)
-
-
-def _compiler() -> str | None:
-    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
-
-
-def _build(compiler: str, sources: tuple[str, ...] = _SOURCES) -> Path:
-    """Compile a kernel (``sources[0]`` includes the others) into the cache, named after its sources' hash
-    (atomically: build to a temporary name, then rename). Also used by ``cfc_native``."""
-    digest = hashlib.sha256()
-    for name in sources:
-        digest.update((_SOURCE_DIR / name).read_bytes())
-    digest.update(" ".join((compiler, *_FLAGS, platform.machine(), platform.system())).encode())
-    stem = Path(sources[0]).stem
-    target = _cache_dir() / f"{stem}-{digest.hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        command = [compiler, *_FLAGS, "-o", temporary, str(_SOURCE_DIR / sources[0]), "-lm"]
-        subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
-        os.replace(temporary, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-    return target
 
 
 def _declare(library: ctypes.CDLL) -> None:
@@ -109,80 +50,10 @@ def _declare(library: ctypes.CDLL) -> None:
             backward.restype = ctypes.c_int
 
 
-def _load() -> ctypes.CDLL | None:
-    """The compiled kernel, built on first call; None (with one warning) if it cannot be built."""
-    global _library, _load_failed
-    if _library is not None or _load_failed:
-        return _library
-    compiler = _compiler()
-    try:
-        if compiler is None:
-            raise OSError("no C compiler found ($CC, cc, gcc or clang)")
-        library = ctypes.CDLL(str(_build(compiler)))
-        _declare(library)
-    except (OSError, subprocess.SubprocessError, AttributeError) as error:
-        detail = getattr(error, "stderr", "") or error
-        warnings.warn(f"compiled LTC kernel unavailable, using the torch loop: {detail}", stacklevel=3)
-        _load_failed = True
-        return None
-    _library = library
-    return library
-
-
-def available() -> bool:
-    """Whether the compiled kernel is enabled and could be built and loaded on this machine."""
-    return _enabled and _load() is not None
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Run LTC cells on their torch loop inside the block (for comparisons and debugging)."""
-    global _enabled
-    previous, _enabled = _enabled, False
-    try:
-        yield
-    finally:
-        _enabled = previous
-
-
-def usable(*tensors: Tensor) -> bool:
-    """Whether the kernel can run on these tensors: enabled, CPU, float32/float64, not traced, compiled or
-    exported."""
-    if not _enabled or torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return False
-    if torch.compiler.is_compiling():  # torch.compile / torch.export record the torch loop
-        return False
-    dtype = tensors[0].dtype
-    if dtype not in (torch.float32, torch.float64):
-        return False
-    if any(t.device.type != "cpu" or t.dtype != dtype for t in tensors):
-        return False
-    return _load() is not None
-
-
-_LANES = 8  # LTC_LANES in csrc/ltc_kernel.c: slices start at multiples of it
-
-
-def _slices(batch: int) -> list[slice]:
-    """Contiguous batch slices, one per torch thread, each starting at a multiple of _LANES samples."""
-    groups = -(-batch // _LANES)
-    parts = max(1, min(torch.get_num_threads(), groups))
-    bounds = [min(batch, groups * i // parts * _LANES) for i in range(parts + 1)]
-    return [slice(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
-
-
-def _run_slices(calls: list) -> None:
-    """Run the kernel calls, on threads when there are several; raise if one fails."""
-    global _pool
-    if len(calls) == 1:
-        results = [calls[0]()]
-    else:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(calls):
-            pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="lnn-ltc")
-            _pool = (os.getpid(), len(calls), pool)
-        results = list(_pool[2].map(lambda call: call(), calls))
-    if any(results):
-        raise MemoryError("a compiled kernel could not allocate its work buffer")
+_KERNEL = NativeKernel("LTC", _SOURCES, "LNN_CONTROL_NATIVE_LTC", _declare)
+available = _KERNEL.available
+disabled = _KERNEL.disabled
+usable = _KERNEL.usable
 
 
 class _Recurrence(torch.autograd.Function):
@@ -190,13 +61,13 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, h, keep, recurrent_index, sensory_index, layout_name, *weights):
-        library = _load()
+        library = _KERNEL.load()
         batch, steps, inputs = x.shape
         units, substeps = v0.shape[1], h.shape[-1]
         out = x.new_empty(batch, steps, units)
         needs_grad = any(ctx.needs_input_grad)
         # for the backward: the state before, and the denominator of, every substep (kernel-private layout)
-        padded = -(-batch // _LANES) * _LANES
+        padded = -(-batch // LANES) * LANES
         trace = x.new_empty(padded * steps * substeps * units) if needs_grad else None
         denominators = torch.empty_like(trace) if needs_grad else None
         per_sample = steps * substeps * units
@@ -210,7 +81,7 @@ class _Recurrence(torch.autograd.Function):
             size = part.stop - part.start
             return lambda: kernel(size, steps, substeps, units, inputs, *map(_address, pointers))
 
-        _run_slices([call(part) for part in _slices(batch)])
+        run_calls([call(part) for part in batch_slices(batch)])
         if needs_grad:
             ctx.save_for_backward(
                 x, h, keep, out, trace, denominators, *recurrent_index, *sensory_index, *weights
@@ -222,14 +93,14 @@ class _Recurrence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         x, h, keep, out, trace, denominators, rowptr, pre, s_rowptr, s_pre, *weights = ctx.saved_tensors
-        library = _load()
+        library = _KERNEL.load()
         batch, steps, inputs = x.shape
         units, substeps = out.shape[-1], h.shape[-1]
         per_sample = steps * substeps * units
         grad_out = grad_out.contiguous()
         grad_v0 = x.new_empty(batch, units)
         grad_x = torch.empty_like(x)
-        parts = _slices(batch)
+        parts = batch_slices(batch)
         # per slice, summed afterwards: cm, leak, conductance (H each), 4 x S recurrent, 4 x R sensory
         sizes = [units] * 3 + [rowptr[-1].item()] * 4 + [s_rowptr[-1].item()] * 4
         accumulators = x.new_zeros(len(parts), sum(sizes))
@@ -244,7 +115,7 @@ class _Recurrence(torch.autograd.Function):
             size = part.stop - part.start
             return lambda: kernel(size, steps, substeps, units, inputs, *map(_address, pointers))
 
-        _run_slices([call(i, part) for i, part in enumerate(parts)])
+        run_calls([call(i, part) for i, part in enumerate(parts)])
         grad_weights = accumulators.sum(0).split(sizes)
         return (grad_x, grad_v0, None, None, None, None, None, *grad_weights)
 

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 
 from lnn_control.atomic import atomic_write_bytes
 from lnn_control.sb3.carry import RecurrentCarry
@@ -31,6 +32,7 @@ class LiquidAlgorithmMixin:
     policy: Any
     env: Any
     _carry: RecurrentCarry | None
+    _last_obs: Any
     carry_bootstraps: bool = True
 
     def _reset_recurrence(self) -> None:
@@ -45,6 +47,31 @@ class LiquidAlgorithmMixin:
             self.policy.default_dt.fill_(nominal)
         if th.isnan(self.policy.time_unit):  # first env of this policy: its period becomes the time unit
             self.policy.time_unit.fill_(1.0 if nominal is None else nominal)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        """SB3's set-up, then a fresh carry when the env restarts its episodes (a new run, or no carry yet);
+        ``learn(reset_num_timesteps=False)`` continues the episodes and states of the previous call."""
+        env_resets = reset_num_timesteps or self._last_obs is None
+        result = super()._setup_learn(  # type: ignore[misc]
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        if env_resets or self._carry is None:
+            self._episodes_restart()
+        return result
+
+    def _episodes_restart(self) -> None:
+        """Every env starts a new episode: a fresh carry (subclasses also close what they stored)."""
+        self._reset_recurrence()
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_carry"]  # type: ignore[misc]
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset=force_reset)  # type: ignore[misc]

@@ -176,25 +176,6 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
         self._reset_recurrence()
 
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-    ) -> tuple[int, BaseCallback]:
-        env_resets = reset_num_timesteps or self._last_obs is None
-        result = super()._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
-        if env_resets or self._carry is None:
-            self._reset_recurrence()
-        return result
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_carry"]
-
     # ------------------------------------------------------------------------------------------ rollouts
     def collect_rollouts(
         self,

@@ -183,26 +183,11 @@ class LiquidSAC(LiquidAlgorithmMixin, SAC):
             )
         self._reset_recurrence()
 
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-    ) -> tuple[int, BaseCallback]:
-        env_resets = reset_num_timesteps or self._last_obs is None
-        result = super()._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
-        if env_resets or self._carry is None:
-            if isinstance(self.replay_buffer, SequenceReplayBuffer):
-                self.replay_buffer.mark_truncated()
-            self._reset_recurrence()
-        return result
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_carry"]
+    def _episodes_restart(self) -> None:
+        """Every env starts anew: the stored partial episodes end (truncated), then a fresh carry."""
+        if isinstance(self.replay_buffer, SequenceReplayBuffer):
+            self.replay_buffer.mark_truncated()
+        super()._episodes_restart()
 
     # ------------------------------------------------------------------------------------------ rollouts
     def collect_rollouts(  # type: ignore[override]
