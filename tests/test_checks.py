@@ -146,3 +146,21 @@ def test_the_shared_message_reaches_users_of_the_networks() -> None:
         dt[1, 2] = NAN
         LTC(3, 8)(torch.zeros(2, 4, 3), dt=dt)
 
+
+def test_the_shared_message_reaches_users_of_liquid_ppo() -> None:
+    from lnn_control.sb3 import LiquidPPO
+    from lnn_control.sb3.diagnostic_envs import CueHoldEnv
+
+    with pytest.raises(ValueError, match=r"^seq_len must be a positive integer, got 0$"):
+        LiquidPPO("LiquidPolicy", CueHoldEnv(), n_steps=16, seq_len=0, batch_size=16)
+    with pytest.raises(
+        ValueError, match=r"^time_unit must be a positive number of seconds or None, got -1\.0$"
+    ):
+        LiquidPPO(
+            "LiquidPolicy",
+            CueHoldEnv(),
+            n_steps=16,
+            seq_len=8,
+            batch_size=16,
+            policy_kwargs={"time_unit": -1.0},
+        )
