@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from lnn_control.checks import positive_int
+
 __all__ = ["build_parser", "main"]
 
 PROG = "lnn-control"
@@ -31,24 +33,21 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples' line breaks."""
 
 
-def _positive_int(text: str) -> int:
+def _int_argument(text: str, *, allow_zero: bool) -> int:
+    """An argparse value through :func:`lnn_control.checks.positive_int` ("1_000" reads as 1000)."""
     try:
-        value = int(text.replace("_", ""))
+        value: Any = int(text.replace("_", ""))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+        value = text  # not an integer: the check rejects it, quoting the text
+    return positive_int("value", value, allow_zero=allow_zero, error=argparse.ArgumentTypeError)
+
+
+def _positive_int(text: str) -> int:
+    return _int_argument(text, allow_zero=False)
 
 
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _int_argument(text, allow_zero=True)
 
 
 def _out(line: str = "") -> None:

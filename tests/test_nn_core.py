@@ -369,9 +369,9 @@ def test_state_dict_round_trip_restores_the_wiring(cls, tmp_path):
     [
         ({"x": torch.randn(2, 3, IN + 1)}, "5 features"),
         ({"x": torch.randn(2, 3, 4, IN)}, "x must be"),
-        ({"dt": -0.01}, "dt must be >= 0"),
-        ({"dt": float("nan")}, "dt must be >= 0"),
-        ({"dt": torch.full((2, 3), float("inf"))}, "dt must be >= 0"),
+        ({"dt": -0.01}, "dt must be finite and >= 0"),
+        ({"dt": float("nan")}, "dt must be finite and >= 0"),
+        ({"dt": torch.full((2, 3), float("inf"))}, "dt must be finite and >= 0"),
         ({"dt": torch.ones(3, 2)}, "dt must be"),
         ({"resets": torch.zeros(2, 4, dtype=torch.bool)}, "resets must be"),
         ({"h0": torch.zeros(1, 3, 10)}, "h0 must be"),

@@ -220,7 +220,10 @@ def test_checkpoint_round_trips_with_weights_only(tmp_path: Path) -> None:
             r"Y must be \(N, T, out\) = \(4, 3, out\).*\(5, 3, 1\)",
         ),
         ((torch.randn(4, 3, 1), torch.randn(4, 3, 1), torch.ones(4, 2)), r"DT must be .*got shape \(4, 2\)"),
-        ((torch.randn(4, 3, 1), torch.randn(4, 3, 1), -torch.ones(4, 3)), r"DT must be >= 0.*-1\.0"),
+        (
+            (torch.randn(4, 3, 1), torch.randn(4, 3, 1), -torch.ones(4, 3)),
+            r"DT must be finite and >= 0, got -1\.0 at index \(0, 0\)",
+        ),
         ((torch.randn(4, 3, 1),), r"2 tensors \(X, Y\) or 3"),
         ((torch.zeros(0, 3, 1), torch.zeros(0, 3, 1)), r"dataset is empty"),
     ],

@@ -400,7 +400,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
         BatchedMujocoVecEnv("Humanoid", 2)
     with pytest.raises(ValueError, match=r"without version: 'Ant'"):
         BatchedMujocoVecEnv("Ant-v5", 2)
-    with pytest.raises(ValueError, match="n_envs must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="n_envs must be a positive integer, got 0"):
         BatchedMujocoVecEnv("Ant", 0)
     with pytest.raises(
         TypeError, match=r"unknown keyword argument\(s\) \['ctrl_weight'\]; accepted: .*ctrl_cost_weight"
@@ -408,7 +408,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
         BatchedMujocoVecEnv("HalfCheetah", 2, ctrl_weight=0.1)
     with pytest.raises(ValueError, match="render_mode must be one of"):
         BatchedMujocoVecEnv("HalfCheetah", 2, render_mode="human")
-    with pytest.raises(ValueError, match="frame_skip must be >= 1"):
+    with pytest.raises(ValueError, match="frame_skip must be a positive integer, got 0"):
         BatchedMujocoVecEnv("HalfCheetah", 2, frame_skip=0)
     with pytest.raises(ValueError, match="no body named 'head'"):
         BatchedMujocoVecEnv("Ant", 2, main_body="head")

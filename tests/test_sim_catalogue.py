@@ -163,8 +163,8 @@ def _with(**changes) -> dict:
     ("entry", "field", "match"),
     [
         (_with(base="Humanoid"), "base", "unknown base task 'Humanoid'"),
-        (_with(timing={"frame_skip": 0}), "timing.frame_skip", "frame_skip must be an int >= 1"),
-        (_with(timing={"frame_skip": -5}), "timing.frame_skip", "frame_skip must be an int >= 1"),
+        (_with(timing={"frame_skip": 0}), "timing.frame_skip", "frame_skip must be a positive integer"),
+        (_with(timing={"frame_skip": -5}), "timing.frame_skip", "frame_skip must be a positive integer"),
         (_with(timing={"frame_skip": 5, "jitter": [0.0, 1.2]}), "timing.jitter", "lo must be > 0"),
         (_with(timing={"frame_skip": 5, "jitter": [1.5, 0.5]}), "timing.jitter", "lo <= hi"),
         (
@@ -177,7 +177,7 @@ def _with(**changes) -> dict:
             "timing.probs",
             "same length",
         ),
-        (_with(timing={"frame_skip": 5, "choices": [0, 5]}), r"timing.choices", "must be an int >= 1"),
+        (_with(timing={"frame_skip": 5, "choices": [0, 5]}), r"timing.choices", "must be a positive integer"),
         (_with(timing={"frame_skip": 5, "drop_prob": 1.0}), "timing.drop_prob", r"\[0, 1\)"),
         (_with(timing={"frame_skip": 5, "jiter": [0.5, 1.5]}), "timing.jiter", "unknown key"),
         (_with(wrappers=[{"type": "blur"}]), r"wrappers\[0\].type", "unknown wrapper 'blur'"),
@@ -348,7 +348,7 @@ def test_unbatched_form_reports_episodes_and_rejects_batched_only_options():
         make_vec_env("HalfCheetah-v0", 2, batched=False, nthread=1)
     with pytest.raises(ValueError, match="come from the catalogue entry"):
         make_vec_env("HalfCheetah-v0", 2, batched=False, frame_skip=3)
-    with pytest.raises(ValueError, match="n_envs must be an int >= 1"):
+    with pytest.raises(ValueError, match="n_envs must be a positive integer"):
         make_vec_env("HalfCheetah-v0", 0)
     assert not isinstance(make_vec_env("HalfCheetah-v0", 1, batched=True, monitor=False), VecEnvWrapper)
 

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from lnn_control.checks import positive_number
 from lnn_control.nn.ltc import LTCCell
 
 from .meta import ActorMeta, cell_description, describe_actor
-from .step import ActorStep, check_seconds
+from .step import ActorStep
 
 __all__ = ["actor_from_model", "actor_from_module"]
 
@@ -94,7 +95,7 @@ def actor_from_model(
     postprocess = "tanh_rescale" if squash else "clip"
     if nominal_dt is None:
         nominal_dt = float(policy.default_dt)
-    nominal_dt = check_seconds("nominal_dt", nominal_dt)
+    nominal_dt = positive_number("nominal_dt", nominal_dt, unit=" of seconds")
     max_dt = _default_max_dt(core, nominal_dt, max_dt)
     actor = ActorStep(
         core,
@@ -132,7 +133,7 @@ def actor_from_module(
     """
     if nominal_dt is None:
         raise ValueError("nominal_dt (s) is required to export a bare network: the control period")
-    nominal_dt = check_seconds("nominal_dt", nominal_dt)
+    nominal_dt = positive_number("nominal_dt", nominal_dt, unit=" of seconds")
     cell_description(core)  # raises for unsupported cores
     obs_dim = int(getattr(core, "input_size", 0) or core.rnn.input_size)
     head = [] if readout is None else [readout]
@@ -168,4 +169,4 @@ def _default_max_dt(core: nn.Module, nominal_dt: float, max_dt: float | None) ->
     has_max_step = any(isinstance(c, LTCCell) and c.max_step is not None for c in getattr(core, "cells", []))
     if not has_max_step:
         return None
-    return 10.0 * nominal_dt if max_dt is None else check_seconds("max_dt", max_dt)
+    return 10.0 * nominal_dt if max_dt is None else positive_number("max_dt", max_dt, unit=" of seconds")

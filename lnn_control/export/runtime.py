@@ -12,7 +12,6 @@ dimensions, so a corrupt, truncated or mismatched artefact is rejected before th
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from lnn_control.checks import nonnegative_values, positive_int, positive_number
 from lnn_control.extras import require
 
 from .sidecar import ArtifactError, load_sidecar
@@ -36,13 +36,6 @@ def _resolve(path: str | Path) -> Path:
             raise ArtifactError(f"directory {path} must contain exactly one .onnx artefact, found {found}")
         return found[0]
     return path
-
-
-def _positive_int(record: dict[str, Any], key: str, side: Path) -> int:
-    value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ArtifactError(f"sidecar {side}: {key} must be a positive integer, got {value!r}")
-    return value
 
 
 class Controller:
@@ -63,20 +56,20 @@ class Controller:
         clock: Callable[[], float] | None = None,
         num_threads: int = 1,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = positive_int("batch_size", batch_size)
         record, artifact = load_sidecar(_resolve(path), "onnx")
         side = artifact.with_name(artifact.name + ".json")
         self.meta = record
-        self.obs_dim = _positive_int(record, "obs_dim", side)
-        self.act_dim = _positive_int(record, "act_dim", side)
-        self.state_dim = _positive_int(record, "state_dim", side)
-        nominal = record.get("dt", {}).get("nominal")
-        if isinstance(nominal, bool) or not isinstance(nominal, (int, float)) or not 0 < nominal < math.inf:
-            raise ArtifactError(
-                f"sidecar {side}: dt.nominal must be a positive number of seconds, got {nominal!r}"
-            )
-        self.nominal_dt = float(nominal)
+        self.obs_dim, self.act_dim, self.state_dim = (
+            positive_int(f"sidecar {side}: {key}", record.get(key), error=ArtifactError)
+            for key in ("obs_dim", "act_dim", "state_dim")
+        )
+        self.nominal_dt = positive_number(
+            f"sidecar {side}: dt.nominal",
+            record.get("dt", {}).get("nominal"),
+            unit=" of seconds",
+            error=ArtifactError,
+        )
         self.batch_size = batch_size
         self.path = artifact
         self._clock = clock
@@ -158,8 +151,7 @@ class Controller:
                 raise ValueError(
                     f"dt must be a number or one per sample ({self.batch_size},), got shape {np.shape(dt)}"
                 ) from None
-        if not (np.isfinite(values).all() and (values >= 0).all()):
-            raise ValueError(f"dt must be finite and >= 0 seconds, got {values.reshape(-1).tolist()}")
+        nonnegative_values("dt", values.reshape(-1), unit=" seconds")
         return np.ascontiguousarray(values)
 
     def step(self, obs: Any, dt: float | np.ndarray | None = None) -> np.ndarray:

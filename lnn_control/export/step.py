@@ -33,17 +33,17 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lnn_control.checks import positive_number
 from lnn_control.nn.inference import inference_copy
 from lnn_control.nn.ltc import LTCCell
 from lnn_control.nn.rnn import LiquidRNN
 
-__all__ = ["POSTPROCESS", "ActorStep", "check_seconds"]
+__all__ = ["POSTPROCESS", "ActorStep"]
 
 POSTPROCESS = ("clip", "tanh_rescale", "none")
 
@@ -99,7 +99,7 @@ class ActorStep(nn.Module):
         self.state_size = int(self.core.state_size)
         self.is_liquid = isinstance(self.core, LiquidRNN)
         self.max_dt = None if max_dt is None else float(max_dt)
-        self.time_unit = check_seconds("time_unit", time_unit)
+        self.time_unit = positive_number("time_unit", time_unit, unit=" of seconds")
         self.register_buffer("dt_unit", torch.tensor(self.time_unit, dtype=torch.float32))
         self.ltc_substeps = self._bound_ltc_substeps()
         act_dim = self._output_dim()
@@ -196,14 +196,3 @@ def _f32(values: np.ndarray | None, size: int, default: float) -> Tensor:
     if array.size != size:
         raise ValueError(f"expected {size} values, got {array.size}")
     return torch.as_tensor(array.copy())
-
-
-def check_seconds(name: str, value: Any) -> float:
-    """``value`` as a positive finite number of seconds, or a ValueError naming it."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return value

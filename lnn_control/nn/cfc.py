@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lnn_control.checks import positive_int
+
 from . import cfc_native
 from .cell import LiquidCell
 from .cfc_fused import fused_cfc_sequence
@@ -245,8 +247,8 @@ class CfCCell(LiquidCell):
         super().__init__()
         if isinstance(units, Wiring):
             units, wiring = units.units, units
-        _check_positive("input_size", input_size)
-        _check_positive("units", units)
+        input_size = positive_int("input_size", input_size)
+        units = positive_int("units", units)
         if mode not in CFC_MODES:
             raise ValueError(f"mode must be one of {CFC_MODES}, got {mode!r}")
         if backbone_activation not in ACTIVATIONS:
@@ -492,8 +494,3 @@ def _check_layered(wiring: Wiring) -> None:
         outside = np.nonzero(wiring.sensory_adjacency)[1]
         if (layer_of[outside] != 0).any():
             raise ValueError("a wired CfC needs every sensory synapse to end in the first layer")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 from tqdm.auto import tqdm
 
 from lnn_control.atomic import atomic_write_bytes
+from lnn_control.checks import nonnegative_values, positive_int, positive_number
 
 __all__ = ["FitResult", "NonFiniteLossError", "fit"]
 
@@ -363,7 +364,7 @@ def _as_dataset(data: Dataset | Sequence[Tensor], name: str) -> Dataset:
                 f"{name}: DT must be (N, T) or (N, T, 1) = ({n}, {steps}) to match X, "
                 f"got shape {tuple(data[2].shape)}"
             )
-        _check_dt(DT, f"{name}: DT")
+        nonnegative_values(f"{name}: DT", DT)
         tensors.append(DT)
     if not X.is_floating_point():
         raise TypeError(f"{name}: X must be a floating point tensor, got dtype {X.dtype}")
@@ -388,13 +389,6 @@ def _check_item(item: Any, name: str) -> None:
             raise ValueError(
                 f"{name}: dt must be (T,) or (T, 1) with T={steps} as in x, got shape {tuple(dt.shape)}"
             )
-
-
-def _check_dt(dt: Tensor, name: str) -> None:
-    bad = ~torch.isfinite(dt) | (dt < 0)
-    if bool(bad.any()):
-        idx = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"{name} must be >= 0 and finite, got {dt[idx].item()} at index {idx}")
 
 
 def _collate(items: list[Any]) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -496,19 +490,16 @@ def _check_arguments(
     val_fraction: float,
     patience: int | None,
 ) -> None:
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    positive_int("epochs", epochs)
+    positive_int("batch_size", batch_size)
+    positive_number("lr", lr)
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     if grad_clip is not None and not grad_clip >= 0:
         raise ValueError(f"grad_clip must be >= 0 or None, got {grad_clip!r}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-        raise ValueError(f"early_stopping_patience must be a positive integer or None, got {patience!r}")
+    positive_int("early_stopping_patience", patience, allow_none=True)
 
 
 def _describe(value: Any) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lnn_control.checks import nonnegative_number, nonnegative_values
+
 __all__ = ["check_dt_values", "normalize_dt", "normalize_h0", "normalize_resets", "normalize_x"]
 
 
@@ -36,16 +38,8 @@ def normalize_x(x: Tensor, input_size: int, batch_first: bool) -> tuple[Tensor, 
 
 
 def check_dt_values(dt: Tensor) -> None:
-    """Raise if any dt (B, T) is negative or not finite, naming the first bad entry."""
-    if dt.numel() == 0:
-        return
-    low, high = torch.aminmax(dt)  # one pass; a NaN anywhere makes both NaN and fails the test below
-    if low.item() >= 0.0 and high.item() < float("inf"):
-        return
-    bad = ~torch.isfinite(dt) | (dt < 0)
-    if bool(bad.any()):
-        b, t = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"dt must be >= 0 and finite, got {dt[b, t].item():.6g} at batch {b} step {t}")
+    """Raise if any dt (B, T) is negative or not finite, naming the first bad entry (batch, step)."""
+    nonnegative_values("dt", dt, axes=("batch", "step"))
 
 
 def normalize_dt(
@@ -63,9 +57,7 @@ def normalize_dt(
             value = float(dt)
         except (TypeError, ValueError):
             raise TypeError(f"dt must be None, a number or a tensor, got {type(dt).__name__}") from None
-        if not (value >= 0.0 and value != float("inf")):
-            raise ValueError(f"dt must be >= 0 and finite, got {value}")
-        return like.new_full((batch, steps), value)
+        return like.new_full((batch, steps), nonnegative_number("dt", value))
     if dt.dtype != like.dtype or dt.device != like.device:
         dt = dt.to(dtype=like.dtype, device=like.device)
     if dt.dim() >= 1 and dt.shape[-1] == 1 and dt.dim() == (3 if batched else 2):

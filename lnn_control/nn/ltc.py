@@ -39,6 +39,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import softplus
 
+from lnn_control.checks import positive_int, positive_number
+
 from . import ltc_native
 from .cell import LiquidCell
 from .inputs import join_steps, split_steps
@@ -116,20 +118,13 @@ class LTCCell(LiquidCell):
             if wiring is not None:
                 raise ValueError("pass the wiring either as units or as wiring=, not both")
             units, wiring = units.units, units
-        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"units must be a positive integer, got {units!r}")
+        input_size = positive_int("input_size", input_size)
+        units = positive_int("units", units)
         if solver not in LTC_SOLVERS:
             raise ValueError(f"solver must be one of {LTC_SOLVERS}, got {solver!r}")
-        if isinstance(unfolds, bool) or not isinstance(unfolds, int) or unfolds < 1:
-            raise ValueError(f"unfolds must be a positive integer, got {unfolds!r}")
-        if max_step is not None and not (max_step > 0 and math.isfinite(max_step)):
-            raise ValueError(f"max_step must be a positive number or None, got {max_step!r}")
-        if init_fan_in is not None and not (
-            not isinstance(init_fan_in, bool) and init_fan_in > 0 and math.isfinite(init_fan_in)
-        ):
-            raise ValueError(f"init_fan_in must be a positive number or None, got {init_fan_in!r}")
+        unfolds = positive_int("unfolds", unfolds)
+        max_step = positive_number("max_step", max_step, allow_none=True)
+        init_fan_in = positive_number("init_fan_in", init_fan_in, allow_none=True)
         wiring = FullyConnected(units) if wiring is None else wiring
         if wiring.units != units:
             raise ValueError(f"units ({units}) must equal wiring.units ({wiring.units})")
@@ -341,8 +336,7 @@ class LTCCell(LiquidCell):
         a bound; returns the bound K (None for a cell without ``max_step``, whose count is always fixed)."""
         if self.max_step is None:
             return None
-        if not (max_dt > 0 and math.isfinite(max_dt)):
-            raise ValueError(f"max_dt must be a positive finite number, got {max_dt!r}")
+        max_dt = positive_number("max_dt", max_dt)
         bound = max(self.unfolds, math.ceil(max_dt / self.max_step - 1e-9))
         self.set_max_substeps(bound)
         return bound

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lnn_control.checks import positive_int
+
 from .cfc import CfCCell
 from .inputs import normalize_dt, normalize_h0, normalize_resets, normalize_x
 from .ltc import LTCCell
@@ -46,10 +48,8 @@ class LiquidRNN(nn.Module):
         cell_kwargs: dict[str, Any],
     ) -> None:
         super().__init__()
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if proj_size is not None and (not isinstance(proj_size, int) or proj_size < 1):
-            raise ValueError(f"proj_size must be a positive integer or None, got {proj_size!r}")
+        num_layers = positive_int("num_layers", num_layers)
+        proj_size = positive_int("proj_size", proj_size, allow_none=True)
         self.input_size = input_size
         self.num_layers = num_layers
         self.proj_size = proj_size

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from lnn_control.checks import positive_int
+
 __all__ = ["NCP", "AutoNCP", "FullyConnected", "Random", "Wiring"]
 
 
@@ -48,8 +50,8 @@ class Wiring:
         sensory_adjacency: np.ndarray | None = None,
         layers: list[list[int]] | None = None,
     ) -> None:
-        units = _positive_int("units", units)
-        output_dim = units if output_dim is None else _positive_int("output_dim", output_dim)
+        units = positive_int("units", units)
+        output_dim = units if output_dim is None else positive_int("output_dim", output_dim)
         if output_dim > units:
             raise ValueError(f"output_dim must be <= units ({units}), got {output_dim}")
         self.units = units
@@ -81,7 +83,7 @@ class Wiring:
 
     def build(self, input_dim: int) -> Wiring:
         """Create the sensory synapses for ``input_dim`` inputs (idempotent for the same size)."""
-        input_dim = _positive_int("input_dim", input_dim)
+        input_dim = positive_int("input_dim", input_dim)
         if self.sensory_adjacency is not None:
             if self.input_dim != input_dim:
                 raise ValueError(
@@ -256,9 +258,9 @@ class NCP(Wiring):
         motor_fanin: int,
         seed: int = 22222,
     ) -> None:
-        inter = _positive_int("inter_neurons", inter_neurons)
-        command = _positive_int("command_neurons", command_neurons)
-        motor = _positive_int("motor_neurons", motor_neurons)
+        inter = positive_int("inter_neurons", inter_neurons)
+        command = positive_int("command_neurons", command_neurons)
+        motor = positive_int("motor_neurons", motor_neurons)
         self.motor_neurons = list(range(motor))
         self.command_neurons = list(range(motor, motor + command))
         self.inter_neurons = list(range(motor + command, motor + command + inter))
@@ -273,7 +275,7 @@ class NCP(Wiring):
             ("motor_fanin", motor_fanin, command, "command neurons"),
         ]
         for name, value, limit, what in checks:
-            _positive_int(name, value)
+            positive_int(name, value)
             if value > limit:
                 raise ValueError(f"{name} must be <= the number of {what} ({limit}), got {value}")
         if int(recurrent_command_synapses) < 0:
@@ -352,8 +354,8 @@ class AutoNCP(NCP):
     """
 
     def __init__(self, units: int, output_size: int, sparsity_level: float = 0.5, seed: int = 22222) -> None:
-        units = _positive_int("units", units)
-        output_size = _positive_int("output_size", output_size)
+        units = positive_int("units", units)
+        output_size = positive_int("output_size", output_size)
         if output_size >= units - 2:
             raise ValueError(f"output_size must be < units - 2 ({units - 2}), got {output_size}")
         if not 0.1 <= float(sparsity_level) <= 0.9:
@@ -385,12 +387,6 @@ class AutoNCP(NCP):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _random_polarities(
     rng: np.random.Generator, shape: tuple[int, ...], inhibitory_fraction: float
 ) -> np.ndarray:

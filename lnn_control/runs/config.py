@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from lnn_control.checks import positive_int
 from lnn_control.runs.errors import RunError
 from lnn_control.runs.overrides import apply_overrides
 
@@ -163,14 +164,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-# ------------------------------------------------------------------------------------ positive integers
-def _positive(name: str, value: Any, *, allow_zero: bool = False) -> int:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise RunError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
-
-
 # ------------------------------------------------------------------------------------ catalogue entries
 _scratch: tempfile.TemporaryDirectory[str] | None = None
 
@@ -241,22 +234,22 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     """
     task = load_task(spec.env)
     agent, agent_entry = _agent_with_overrides(_load_agent(spec.agent), dict(spec.overrides))
-    seed = _positive("seed", spec.seed, allow_zero=True)
-    n_envs = _positive("n_envs", agent["n_envs"] if spec.n_envs is None else spec.n_envs)
+    seed = positive_int("seed", spec.seed, allow_zero=True, error=RunError)
+    n_envs = positive_int("n_envs", agent["n_envs"] if spec.n_envs is None else spec.n_envs, error=RunError)
     timesteps = spec.timesteps if spec.timesteps is not None else agent.get("n_timesteps")
     if timesteps is None:
         raise RunError(f"agent {agent['name']} has no n_timesteps; give the budget with --timesteps N")
-    timesteps = _positive("timesteps", timesteps)
+    timesteps = positive_int("timesteps", timesteps, error=RunError)
     if spec.device not in ("auto", "cpu", "cuda") and not str(spec.device).startswith("cuda:"):
         raise RunError(f"device must be auto, cpu or cuda[:N], got {spec.device!r}")
     rollout = int(agent["hyperparameters"].get("n_steps", 2048)) * n_envs
     eval_freq = spec.eval_freq
     if eval_freq is None:
         eval_freq = max(rollout, -(-timesteps // _TARGET_EVALUATIONS // rollout) * rollout)
-    eval_freq = _positive("eval_freq", eval_freq)
-    eval_episodes = _positive("eval_episodes", spec.eval_episodes)
-    checkpoint_freq = _positive(
-        "checkpoint_freq", eval_freq if spec.checkpoint_freq is None else spec.checkpoint_freq
+    eval_freq = positive_int("eval_freq", eval_freq, error=RunError)
+    eval_episodes = positive_int("eval_episodes", spec.eval_episodes, error=RunError)
+    checkpoint_freq = positive_int(
+        "checkpoint_freq", eval_freq if spec.checkpoint_freq is None else spec.checkpoint_freq, error=RunError
     )
     return ResolvedRun(
         task=task,

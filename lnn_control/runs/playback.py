@@ -18,6 +18,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from lnn_control.checks import positive_int
 from lnn_control.runs.checkpoint import check_spaces, load_model, read_extras
 from lnn_control.runs.config import ResolvedRun, load_resolved, load_task
 from lnn_control.runs.envs import make_env
@@ -135,8 +136,7 @@ def evaluate_run(
     Raises:
         RunError: missing run/checkpoint, corrupt checkpoint, incompatible task, video writer missing.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise RunError(f"episodes must be an integer >= 1, got {episodes!r}")
+    positive_int("episodes", episodes, error=RunError)
     if video is not None:
         from lnn_control.runs.video import check_video_path
 

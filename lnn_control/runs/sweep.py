@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from lnn_control.atomic import atomic_write_text
+from lnn_control.checks import positive_int
 from lnn_control.extras import require
 from lnn_control.runs.compare import Comparison, compare_runs
 from lnn_control.runs.config import RunSpec, resolve
@@ -252,8 +253,7 @@ def run_sweeps(
     """
     if backend not in BACKENDS:
         raise RunError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise RunError(f"workers must be an integer >= 1, got {workers!r}")
+    positive_int("workers", workers, allow_none=True, error=RunError)
     if backend == "ray":
         require("ray", extra="cluster", feature="the Ray sweep backend")
     planned = [(plan, plan_sweep(plan.base, plan.seeds, plan.grid)) for plan in plans]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from lnn_control.checks import positive_number
 from lnn_control.runs.errors import RunError
 from lnn_control.runs.evaluation import eval_env_count
 from lnn_control.runs.playback import load_policy
@@ -49,8 +50,7 @@ def period_scaled_task(task: Any, factor: float) -> tuple[Any, float]:
         task: a :class:`~lnn_control.sim.catalogue.TaskSpec` without dropped frames or explicit choices.
         factor: > 0.
     """
-    if not (factor > 0 and math.isfinite(factor)):
-        raise RunError(f"period factor must be a positive number, got {factor!r}")
+    factor = positive_number("period factor", factor, error=RunError)
     timing = task.timing
     if timing.choices is not None or timing.drop_prob > 0:
         raise RunError(f"{task.id}: period scaling supports plain and jittered timing only")

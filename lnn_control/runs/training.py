@@ -27,6 +27,7 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from lnn_control.checks import positive_int
 from lnn_control.runs.callback import RunCallback, TrainingState, format_row
 from lnn_control.runs.checkpoint import load_model, read_extras
 from lnn_control.runs.config import ResolvedRun, RunSpec, load_resolved, resolve
@@ -192,8 +193,7 @@ def resume(
     extras = read_extras(run.checkpoint("last"))
     state = TrainingState.from_dict(extras.info)
     if timesteps is not None:
-        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-            raise RunError(f"timesteps must be an integer >= 1, got {timesteps!r}")
+        positive_int("timesteps", timesteps, error=RunError)
         record["total_timesteps"] = timesteps
         resolved = load_resolved(record, str(run.config))
     if device is not None:

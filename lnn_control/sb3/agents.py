@@ -31,6 +31,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
+from lnn_control.checks import positive_int
 from lnn_control.sb3.liquid_ppo import LiquidPPO
 from lnn_control.sb3.liquid_sac import LiquidSAC
 
@@ -171,8 +172,7 @@ def _validate(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: unknown algorithm {name!r}; expected one of {sorted(algorithms)}")
     algorithm = algorithms[name]
     n_envs = config["n_envs"]
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ValueError(f"{where}: n_envs must be a positive integer, got {n_envs!r}")
+    positive_int(f"{where}: n_envs", n_envs)
     for key in ("policy_kwargs", "hyperparameters"):
         if not isinstance(config[key], dict):
             raise ValueError(f"{where}: {key} must be a mapping, got {config[key]!r}")

@@ -53,10 +53,8 @@ class _SequenceMixin:
 
     def __init__(self, *args: Any, seq_len: int = 32, **kwargs: Any) -> None:
         buffer_size = kwargs.get("buffer_size", args[0] if args else None)
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-            raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
-        if buffer_size % seq_len != 0:
-            raise ValueError(f"n_steps ({buffer_size}) must be a multiple of seq_len ({seq_len})")
+        # validated where the user passes it (LiquidPPO._check_sizes); here only the layout's invariant
+        assert seq_len >= 1 and buffer_size % seq_len == 0, f"n_steps {buffer_size}, seq_len {seq_len}"
         self.seq_len = seq_len
         self.states: th.Tensor | None = None
         self._chunked: dict[str, Any] = {}
@@ -133,16 +131,9 @@ class _SequenceMixin:
         """
         assert self.full, "the rollout buffer must be full before sampling"
         batch_size = self.buffer_size * self.n_envs if batch_size is None else batch_size
-        if batch_size % self.seq_len != 0 or batch_size <= 0:
-            raise ValueError(
-                f"batch_size ({batch_size}) must be a positive multiple of seq_len ({self.seq_len})"
-            )
         per_batch = batch_size // self.seq_len
-        if per_batch > self.n_chunks:
-            raise ValueError(
-                f"batch_size ({batch_size}) exceeds the buffer "
-                f"(n_steps * n_envs = {self.buffer_size * self.n_envs})"
-            )
+        # validated where the user passes it (LiquidPPO._check_sizes): whole chunks, at most the buffer
+        assert batch_size % self.seq_len == 0 and 1 <= per_batch <= self.n_chunks, f"batch_size {batch_size}"
         if not self.generator_ready:
             self._prepare()
             self.generator_ready = True

@@ -17,18 +17,13 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from lnn_control.checks import positive_int
 from lnn_control.sb3.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.liquid_algorithm import LiquidAlgorithmMixin
 from lnn_control.sb3.policies import LiquidActorCriticPolicy, MultiInputLiquidActorCriticPolicy
 
 SelfLiquidPPO = TypeVar("SelfLiquidPPO", bound="LiquidPPO")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
@@ -123,17 +118,20 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.target_kl = target_kl
         self.seq_len = seq_len
-        self._check_sizes()
         self._carry: RecurrentCarry | None = None
         if _init_setup_model:
             self._setup_model()
 
     def _check_sizes(self) -> None:
-        """Clear errors for inconsistent n_steps / seq_len / batch_size (and n_envs when an env is set)."""
-        n_steps = _positive_int("n_steps", self.n_steps)
-        seq_len = _positive_int("seq_len", self.seq_len)
-        batch_size = _positive_int("batch_size", self.batch_size)
-        _positive_int("n_epochs", self.n_epochs)
+        """Clear errors for inconsistent n_steps / seq_len / batch_size (and n_envs when an env is set).
+
+        The one check of these sizes: it runs in ``_setup_model`` (construction, ``load``), so the rollout
+        buffer, built right after, trusts them.
+        """
+        n_steps = positive_int("n_steps", self.n_steps)
+        seq_len = positive_int("seq_len", self.seq_len)
+        batch_size = positive_int("batch_size", self.batch_size)
+        positive_int("n_epochs", self.n_epochs)
         if seq_len > n_steps or n_steps % seq_len != 0:
             raise ValueError(
                 f"n_steps ({n_steps}) must be a multiple of seq_len ({seq_len}), and seq_len <= n_steps"
@@ -158,11 +156,12 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
                     f"n_steps * n_envs = {buffer_size} is not a multiple of batch_size = {batch_size}: "
                     f"{dropped} chunk(s) of {seq_len} steps are skipped on each pass over the rollout",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,  # the user's LiquidPPO(...) or LiquidPPO.load(...)
                 )
 
     # -------------------------------------------------------------------------------------------- set-up
     def _setup_model(self) -> None:
+        self._check_sizes()
         is_dict = isinstance(self.observation_space, spaces.Dict)
         self.rollout_buffer_class = SequenceDictRolloutBuffer if is_dict else SequenceRolloutBuffer
         self.rollout_buffer_kwargs = {"seq_len": self.seq_len}

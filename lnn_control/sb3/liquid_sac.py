@@ -16,10 +16,11 @@ from stable_baselines3.common.utils import polyak_update, should_collect_more_st
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from lnn_control.checks import positive_int
 from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.liquid_algorithm import LiquidAlgorithmMixin
 from lnn_control.sb3.sac_policies import LiquidSACPolicy
-from lnn_control.sb3.sequence_replay import SequenceReplayBuffer, SequenceReplaySamples
+from lnn_control.sb3.sequence_replay import SequenceReplayBuffer, SequenceReplaySamples, check_chunking
 
 SelfLiquidSAC = TypeVar("SelfLiquidSAC", bound="LiquidSAC")
 
@@ -133,26 +134,13 @@ class LiquidSAC(LiquidAlgorithmMixin, SAC):
 
     def _check_sizes(self) -> None:
         """Clear errors for inconsistent chunk_len / burn_in / batch_size / buffer_size."""
-        for name, value, low in (("chunk_len", self.chunk_len, 1), ("burn_in", self.burn_in, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.burn_in >= self.chunk_len:
-            raise ValueError(
-                f"burn_in ({self.burn_in}) must be < chunk_len ({self.chunk_len}): the loss uses the last "
-                "chunk_len - burn_in steps of each chunk"
-            )
-        trained = self.chunk_len - self.burn_in
-        if isinstance(self.batch_size, bool) or self.batch_size < 1 or self.batch_size % trained != 0:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must be a positive multiple of chunk_len - burn_in = "
-                f"{self.chunk_len} - {self.burn_in} = {trained}: a batch is whole chunks"
-            )
         n_envs = getattr(self, "n_envs", None) or 1  # unset when built without an env (load)
-        per_env = max(self.buffer_size // n_envs, 1)
-        if self.chunk_len > per_env:
+        check_chunking(self.chunk_len, self.burn_in, self.buffer_size, n_envs)
+        trained = self.chunk_len - self.burn_in
+        if positive_int("batch_size", self.batch_size) % trained != 0:
             raise ValueError(
-                f"chunk_len ({self.chunk_len}) is longer than the buffer holds per env "
-                f"(buffer_size // n_envs = {self.buffer_size} // {n_envs} = {per_env})"
+                f"batch_size ({self.batch_size}) must be a multiple of chunk_len - burn_in = "
+                f"{self.chunk_len} - {self.burn_in} = {trained}: a batch is whole chunks"
             )
 
     # -------------------------------------------------------------------------------------------- set-up

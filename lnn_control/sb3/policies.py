@@ -48,7 +48,8 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring, run_core
+from lnn_control.checks import nonnegative_values, positive_int, positive_number
+from lnn_control.sb3.recurrence import CELLS, make_recurrence, make_wiring, run_core
 
 CRITICS = ("detached", "separate", "shared")
 
@@ -99,17 +100,6 @@ def resolve_critic(critic: str | None, shared_recurrence: bool | None = None) ->
     if not isinstance(critic, str) or critic not in CRITICS:
         raise ValueError(f"critic must be one of {CRITICS}, got {critic!r}")
     return critic
-
-
-def check_time_unit(value: Any) -> float:
-    """A positive, finite number of seconds."""
-    try:
-        unit = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"time_unit must be a positive number of seconds, got {value!r}") from None
-    if not (unit > 0 and math.isfinite(unit)):
-        raise ValueError(f"time_unit must be a positive number of seconds, got {value!r}")
-    return unit
 
 
 class LiquidActorCriticPolicy(ActorCriticPolicy):
@@ -178,7 +168,7 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
                 "use critic='separate' for separate feature extractors"
             )
         self.cell = cell.lower()
-        self.units = check_units(units)
+        self.units = positive_int("units", units)
         self.wiring_spec = wiring
         self.wiring_kwargs = dict(wiring_kwargs or {})
         self.cell_kwargs = dict(cell_kwargs or {})
@@ -211,9 +201,8 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         # Nominal control period (s) used by ``predict`` when no dt is given; LiquidPPO sets it from the env.
         self.register_buffer("default_dt", th.tensor(1.0))
         # Seconds per time unit of the cores (NaN until LiquidPPO resolves it from the env).
-        self.register_buffer(
-            "time_unit", th.tensor(math.nan if time_unit is None else check_time_unit(time_unit))
-        )
+        seconds = positive_number("time_unit", time_unit, allow_none=True, unit=" of seconds")
+        self.register_buffer("time_unit", th.tensor(math.nan if seconds is None else seconds))
         # 1 once training has seen a dt differ from the nominal period: ``predict`` then needs a dt.
         self.register_buffer("irregular_timing", th.tensor(False))
 
@@ -449,8 +438,7 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
             dt_tensor = self.default_dt.expand(n_envs)
         else:
             dt_array = np.broadcast_to(np.asarray(dt, dtype=np.float32), (n_envs,))
-            if not np.all(np.isfinite(dt_array)) or np.any(dt_array < 0):
-                raise ValueError(f"dt must be finite and >= 0, got {dt!r}")
+            nonnegative_values("dt", dt_array)
             dt_tensor = th.as_tensor(dt_array.copy(), device=self.device)
         with th.no_grad():
             actions, new_state = self._predict(

@@ -160,13 +160,6 @@ def _signature_keys(fn: Any) -> set[str]:
     }
 
 
-def check_units(units: Any) -> int:
-    """``units`` as a positive int, or a ValueError naming the bad value."""
-    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(f"units must be a positive integer, got {units!r}")
-    return units
-
-
 def make_wiring(wiring: Any, units: int, wiring_kwargs: dict[str, Any] | None) -> Any:
     """Resolve the ``wiring`` policy argument to a wiring object (or None for a dense cell).
 

@@ -46,8 +46,9 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from lnn_control.sb3.policies import LiquidActorCriticPolicy, check_time_unit
-from lnn_control.sb3.recurrence import CELLS, check_units, make_recurrence, make_wiring, run_core
+from lnn_control.checks import positive_int, positive_number
+from lnn_control.sb3.policies import LiquidActorCriticPolicy
+from lnn_control.sb3.recurrence import CELLS, make_recurrence, make_wiring, run_core
 
 SAC_CRITICS = ("separate", "detached")
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # as SB3's SAC actor
@@ -175,8 +176,7 @@ class LiquidSACPolicy(BasePolicy):
             raise ValueError(f"Unknown cell {cell!r}; expected one of {CELLS}")
         if critic not in SAC_CRITICS:
             raise ValueError(f"critic must be one of {SAC_CRITICS}, got {critic!r}")
-        if isinstance(n_critics, bool) or not isinstance(n_critics, int) or n_critics < 1:
-            raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
+        n_critics = positive_int("n_critics", n_critics)
         # SB3 SAC's optimizer defaults (Adam's eps 1e-8), plus the multi-tensor update where available and
         # not chosen otherwise: the same numbers in fewer calls (see policies._default_optimizer_kwargs).
         optimizer_kwargs = dict(optimizer_kwargs or {})
@@ -203,7 +203,7 @@ class LiquidSACPolicy(BasePolicy):
         self.activation_fn = activation_fn
         self.n_critics = n_critics
         self.cell = cell.lower()
-        self.units = check_units(units)
+        self.units = positive_int("units", units)
         self.wiring_spec = wiring
         self.wiring_kwargs = dict(wiring_kwargs or {})
         self.cell_kwargs = dict(cell_kwargs or {})
@@ -211,9 +211,8 @@ class LiquidSACPolicy(BasePolicy):
         self.freeze_recurrent = bool(freeze_recurrent)
         self._wiring = make_wiring(wiring, self.units, self.wiring_kwargs)
         self.register_buffer("default_dt", th.tensor(1.0))
-        self.register_buffer(
-            "time_unit", th.tensor(math.nan if time_unit is None else check_time_unit(time_unit))
-        )
+        seconds = positive_number("time_unit", time_unit, allow_none=True, unit=" of seconds")
+        self.register_buffer("time_unit", th.tensor(math.nan if seconds is None else seconds))
         self.register_buffer("irregular_timing", th.tensor(False))
         self._build(lr_schedule)
 

@@ -34,7 +34,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.vec_env import VecNormalize
 
-__all__ = ["SequenceReplayBuffer", "SequenceReplaySamples", "bytes_per_transition"]
+from lnn_control.checks import nonnegative_values, positive_int
+
+__all__ = ["SequenceReplayBuffer", "SequenceReplaySamples", "bytes_per_transition", "check_chunking"]
 
 
 class SequenceReplaySamples(NamedTuple):
@@ -67,6 +69,24 @@ class SequenceReplaySamples(NamedTuple):
     trunc_observations: th.Tensor
     trunc_dts: th.Tensor
     trunc_states: th.Tensor
+
+
+def check_chunking(chunk_len: Any, burn_in: Any, buffer_size: int, n_envs: int) -> tuple[int, int]:
+    """(chunk_len, burn_in) as ints, or a ValueError: 0 <= burn_in < chunk_len <= buffer_size // n_envs."""
+    chunk_len = positive_int("chunk_len", chunk_len)
+    burn_in = positive_int("burn_in", burn_in, allow_zero=True)
+    if burn_in >= chunk_len:
+        raise ValueError(
+            f"burn_in ({burn_in}) must be < chunk_len ({chunk_len}): the loss uses the last "
+            "chunk_len - burn_in steps of each chunk"
+        )
+    per_env = max(buffer_size // n_envs, 1)
+    if chunk_len > per_env:
+        raise ValueError(
+            f"chunk_len ({chunk_len}) is longer than the buffer holds per env "
+            f"(buffer_size // n_envs = {buffer_size} // {n_envs} = {per_env})"
+        )
+    return chunk_len, burn_in
 
 
 def bytes_per_transition(
@@ -112,20 +132,8 @@ class SequenceReplayBuffer(ReplayBuffer):
             raise ValueError("SequenceReplayBuffer does not support optimize_memory_usage=True")
         if not handle_timeout_termination:
             raise ValueError("SequenceReplayBuffer always separates timeouts (handle_timeout_termination)")
-        for name, value, low in (("chunk_len", chunk_len, 1), ("burn_in", burn_in, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if burn_in >= chunk_len:
-            raise ValueError(
-                f"burn_in ({burn_in}) must be < chunk_len ({chunk_len}): the loss uses the chunk's "
-                f"last chunk_len - burn_in steps"
-            )
+        chunk_len, burn_in = check_chunking(chunk_len, burn_in, buffer_size, n_envs)
         per_env = max(buffer_size // n_envs, 1)
-        if chunk_len > per_env:
-            raise ValueError(
-                f"chunk_len ({chunk_len}) is longer than the buffer holds per env (buffer_size // n_envs = "
-                f"{buffer_size} // {n_envs} = {per_env})"
-            )
         self.transition_bytes = bytes_per_transition(observation_space, action_space, state_shape)
         self.total_bytes = self.transition_bytes * per_env * n_envs
         _check_memory(self.total_bytes, per_env * n_envs, self.transition_bytes)
@@ -173,8 +181,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         staged = {"state": np.swapaxes(state_np, 0, 1).astype(np.float32)}
         for name, value in (("dts", dts), ("next_dts", next_dts)):
             array = np.asarray(value, dtype=np.float32).reshape(self.n_envs)
-            if not np.all(np.isfinite(array)) or np.any(array < 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {array.tolist()}")
+            nonnegative_values(name, array)
             staged[name] = array
         staged["episode_starts"] = np.asarray(episode_starts, dtype=bool).reshape(self.n_envs)
         self._staged = staged
@@ -221,8 +228,7 @@ class SequenceReplayBuffer(ReplayBuffer):
 
     def sample_chunks(self, n_chunks: int, env: VecNormalize | None = None) -> SequenceReplaySamples:
         """``n_chunks`` chunks, each of ``chunk_len`` consecutive steps of one env (start and env uniform)."""
-        if isinstance(n_chunks, bool) or not isinstance(n_chunks, (int, np.integer)) or n_chunks < 1:
-            raise ValueError(f"n_chunks must be a positive integer, got {n_chunks!r}")
+        n_chunks = positive_int("n_chunks", n_chunks)
         if not self.can_sample():
             raise ValueError(
                 f"the buffer holds {self.steps_stored()} steps per env, fewer than chunk_len = "

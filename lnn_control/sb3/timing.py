@@ -9,12 +9,13 @@ dt is never part of the observation, so VecNormalize leaves it alone.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
+
+from lnn_control.checks import nonnegative_number
 
 
 def _valid_dt(value: Any, where: str) -> float:
@@ -22,9 +23,7 @@ def _valid_dt(value: Any, where: str) -> float:
         dt = float(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"dt must be a number of seconds, got {value!r} {where}") from err
-    if not math.isfinite(dt) or dt < 0:
-        raise ValueError(f"dt must be finite and >= 0, got {dt} {where}")
-    return dt
+    return nonnegative_number("dt", dt, where=where)
 
 
 def query_nominal_dts(env: VecEnv) -> np.ndarray:

@@ -33,6 +33,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from lnn_control.checks import positive_int
 from lnn_control.sim.randomization import ModelRandomization, ModelRandomizer
 from lnn_control.sim.tasks import MujocoTask, known_tasks, make_task
 
@@ -86,8 +87,7 @@ class BatchedMujocoVecEnv(VecEnv):
     ) -> None:
         if not isinstance(task, str):
             raise TypeError(f"task must be a task name (str), got {task!r}; known tasks: {known_tasks()}")
-        if not isinstance(n_envs, (int, np.integer)) or isinstance(n_envs, bool) or n_envs < 1:
-            raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
+        positive_int("n_envs", n_envs)
         if render_mode not in self.render_modes:
             raise ValueError(f"render_mode must be one of {list(self.render_modes)}, got {render_mode!r}")
         if timing is not None and not callable(getattr(timing, "sample_substeps", None)):
@@ -102,9 +102,9 @@ class BatchedMujocoVecEnv(VecEnv):
 
         self.task_name = task
         self.task: MujocoTask = make_task(task, **task_kwargs)
-        self.frame_skip = int(self.task.frame_skip if frame_skip is None else frame_skip)
-        if self.frame_skip < 1:
-            raise ValueError(f"frame_skip must be >= 1, got {frame_skip!r}")
+        self.frame_skip = positive_int(
+            "frame_skip", self.task.frame_skip if frame_skip is None else frame_skip
+        )
         self.spec = gym.spec(f"{task}-v5")
         if max_episode_steps is None:
             max_episode_steps = self.spec.max_episode_steps

@@ -18,6 +18,7 @@ import gymnasium
 from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from lnn_control.checks import positive_int
 from lnn_control.sim.catalogue import (
     AppendDtSpec,
     DelaySpec,
@@ -105,8 +106,7 @@ def make_vec_env(
         the VecEnv; observations ``(n_envs, D)`` as the catalogue entry defines them.
     """
     spec = get_task(name)
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
+    positive_int("n_envs", n_envs)
     if "frame_skip" in kwargs or "timing" in kwargs or "max_episode_steps" in kwargs:
         raise ValueError(
             f"frame_skip, timing and max_episode_steps come from the catalogue entry {spec.id} "

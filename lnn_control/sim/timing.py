@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from lnn_control.checks import nonnegative_number, positive_int
+
 __all__ = ["ControlTiming"]
 
 _PROB_TOL = 1e-6
@@ -56,10 +58,7 @@ class ControlTiming:
     max_consecutive_drops: int = 3
 
     def __post_init__(self) -> None:
-        fs = self.frame_skip
-        if isinstance(fs, bool) or not isinstance(fs, (int, np.integer)) or fs < 1:
-            raise ValueError(f"frame_skip must be an int >= 1 (substeps per control step), got {fs!r}")
-        object.__setattr__(self, "frame_skip", int(fs))
+        object.__setattr__(self, "frame_skip", positive_int("frame_skip", self.frame_skip))
 
         if self.jitter is not None and self.choices is not None:
             raise ValueError("jitter and choices are mutually exclusive; give at most one of them")
@@ -84,10 +83,8 @@ class ControlTiming:
             choices = tuple(self.choices)
             if len(choices) == 0:
                 raise ValueError("choices must not be empty")
-            for i, c in enumerate(choices):
-                if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
-                    raise ValueError(f"choices[{i}] must be an int >= 1 (substeps), got {c!r}")
-            object.__setattr__(self, "choices", tuple(int(c) for c in choices))
+            choices = tuple(positive_int(f"choices[{i}]", c) for i, c in enumerate(choices))
+            object.__setattr__(self, "choices", choices)
             if self.probs is not None:
                 probs = tuple(float(p) for p in self.probs)
                 if len(probs) != len(choices):
@@ -96,8 +93,7 @@ class ControlTiming:
                         f"for {len(choices)} choices"
                     )
                 for i, p in enumerate(probs):
-                    if not (math.isfinite(p) and p >= 0):
-                        raise ValueError(f"probs[{i}] must be a finite probability >= 0, got {p!r}")
+                    nonnegative_number(f"probs[{i}]", p)
                 if abs(sum(probs) - 1.0) > _PROB_TOL:
                     raise ValueError(f"probs must sum to 1 (within {_PROB_TOL}), got sum={sum(probs)!r}")
                 object.__setattr__(self, "probs", probs)
@@ -107,10 +103,9 @@ class ControlTiming:
             raise ValueError(f"drop_prob must be a probability in [0, 1), got {dp!r}")
         object.__setattr__(self, "drop_prob", float(dp))
 
-        mcd = self.max_consecutive_drops
-        if isinstance(mcd, bool) or not isinstance(mcd, (int, np.integer)) or mcd < 1:
-            raise ValueError(f"max_consecutive_drops must be an int >= 1, got {mcd!r}")
-        object.__setattr__(self, "max_consecutive_drops", int(mcd))
+        object.__setattr__(
+            self, "max_consecutive_drops", positive_int("max_consecutive_drops", self.max_consecutive_drops)
+        )
 
     # ------------------------------------------------------------------ properties
     @property

@@ -24,6 +24,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from lnn_control.checks import positive_int
 from lnn_control.sim.wrappers import NOISE_STREAM, derive_rng, validate_indices, validate_std
 
 __all__ = ["VecAppendDt", "VecObservationDelay", "VecObservationMask", "VecObservationNoise"]
@@ -118,9 +119,7 @@ class VecObservationDelay(VecEnvWrapper):
     """
 
     def __init__(self, venv: VecEnv, k: int):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise ValueError(f"delay k must be an int >= 0 (control steps), got {k!r}")
-        self.k = int(k)
+        self.k = positive_int("delay k (control steps)", k, allow_zero=True)
         super().__init__(venv)
         # Ring buffer (k + 1, n_envs, *obs_shape); slot self._head holds the newest observation.
         self._buffer: np.ndarray | None = None

@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from lnn_control.checks import nonnegative_values, positive_int
 from lnn_control.sim.masks import observation_indices
 from lnn_control.sim.timing import ControlTiming
 
@@ -223,8 +224,7 @@ def validate_std(std: Any, dim: int) -> np.ndarray | float:
     arr = np.asarray(std, dtype=np.float64)
     if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != dim):
         raise ValueError(f"noise std must be a float or a list of {dim} floats, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"noise std must be finite and >= 0, got {std!r}")
+    nonnegative_values("noise std", arr)
     return float(arr) if arr.ndim == 0 else arr
 
 
@@ -275,9 +275,7 @@ class ObservationDelay(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, k: int):
         gym.utils.RecordConstructorArgs.__init__(self, k=k)
         gym.Wrapper.__init__(self, env)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise ValueError(f"delay k must be an int >= 0 (control steps), got {k!r}")
-        self.k = int(k)
+        self.k = positive_int("delay k (control steps)", k, allow_zero=True)
         self._buffer: deque[np.ndarray] = deque(maxlen=self.k + 1)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:

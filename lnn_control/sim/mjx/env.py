@@ -33,6 +33,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from lnn_control.checks import positive_int
 from lnn_control.sim.mjx._deps import require_mjx, resolve_device
 from lnn_control.sim.randomization import ModelRandomization
 from lnn_control.sim.tasks import known_tasks
@@ -114,8 +115,7 @@ class MjxVecEnv(VecEnv):
     ) -> None:
         if not isinstance(task, str):
             raise TypeError(f"task must be a task name (str), got {task!r}; known tasks: {known_tasks()}")
-        if not isinstance(n_envs, (int, np.integer)) or isinstance(n_envs, bool) or n_envs < 1:
-            raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
+        positive_int("n_envs", n_envs)
         if timing is not None and not isinstance(timing, ControlTiming):
             raise TypeError(f"timing must be a ControlTiming or None, got {timing!r}")
         if randomization is not None and not isinstance(randomization, ModelRandomization):
