@@ -22,8 +22,8 @@ from lnn_control.runs.checkpoint import check_spaces, load_model, read_extras
 from lnn_control.runs.config import ResolvedRun, load_resolved, load_task
 from lnn_control.runs.envs import make_env
 from lnn_control.runs.errors import RunError
+from lnn_control.runs.eval_episodes import eval_env_count, run_episodes
 from lnn_control.runs.evalcsv import EvalRow, stats_row
-from lnn_control.runs.evaluation import eval_env_count, run_episodes
 from lnn_control.runs.layout import RunDir
 
 __all__ = ["EvalReport", "LoadedPolicy", "evaluate_run", "load_policy"]

@@ -32,8 +32,8 @@ from lnn_control.runs.checkpoint import load_model, read_extras
 from lnn_control.runs.config import ResolvedRun, RunSpec, load_resolved, resolve
 from lnn_control.runs.envs import frozen_normalization, make_env
 from lnn_control.runs.errors import RunError
+from lnn_control.runs.eval_episodes import eval_env_count
 from lnn_control.runs.evalcsv import EvalRow, read_rows, write_rows
-from lnn_control.runs.evaluation import eval_env_count
 from lnn_control.runs.layout import RunDir
 from lnn_control.runs.rng import restore_rng
 from lnn_control.runs.signals import GracefulStop, exit_code

@@ -40,7 +40,7 @@ __all__ = ["BatchedMujocoVecEnv", "SubstepSampler"]
 
 
 class SubstepSampler(Protocol):
-    """What ``timing=`` must provide (e.g. :class:`lnn_control.sim.timing.ControlTiming`)."""
+    """What ``timing=`` must provide (e.g. :class:`lnn_control.sim.control_timing.ControlTiming`)."""
 
     def sample_substeps(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Physics substeps (>= 1) of one control step per env: int array (n,)."""

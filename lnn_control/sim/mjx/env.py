@@ -33,10 +33,10 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from lnn_control.sim.control_timing import ControlTiming
 from lnn_control.sim.mjx._deps import require_mjx, resolve_device
 from lnn_control.sim.randomization import ModelRandomization
 from lnn_control.sim.tasks import known_tasks
-from lnn_control.sim.timing import ControlTiming
 
 jax, mjx = require_mjx()
 import jax.numpy as jnp  # noqa: E402
