@@ -243,7 +243,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lnn_control.runs.export import DEFAULT_EXPORT_FORMATS, export_run
+    from lnn_control.runs.run_export import DEFAULT_EXPORT_FORMATS, export_run
 
     formats = args.format or list(DEFAULT_EXPORT_FORMATS)
     paths = export_run(args.run_dir, formats, out=args.out, checkpoint=args.checkpoint, prefix=args.prefix)

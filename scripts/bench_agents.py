@@ -28,10 +28,10 @@ import time
 
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.env_util import make_vec_env
 
 from lnn_control.nn import cfc_native, ltc_native
 from lnn_control.sb3.agents import build_agent
+from lnn_control.sim import make_vec_env
 
 TORCH_LOOP = " [torch loop]"  # label suffix: the agent trains with the compiled cell kernels off
 

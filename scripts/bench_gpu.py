@@ -73,7 +73,7 @@ def physics_cpu(task: str, n: int, steps: int) -> float:
 def train(backend: str, n_envs: int, n_steps: int, updates: int, device: str, x64: bool) -> float:
     """Env steps/s of LiquidPPO-CfC ``learn`` (rollouts + updates) after one warm-up update."""
     from lnn_control.sb3.agents import build_agent
-    from lnn_control.sim.make import make_vec_env
+    from lnn_control.sim import make_vec_env
 
     kwargs = {"backend": "mjx", "x64": x64, "device": device} if backend == "mjx" else {}
     env = make_vec_env("HalfCheetah-v0", n_envs, seed=0, **kwargs)

@@ -42,8 +42,8 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from lnn_control.sb3.agent_evaluation import evaluate_agent
 from lnn_control.sb3.agents import build_agent, load_agent_config
-from lnn_control.sb3.evaluation import evaluate_agent
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -14,10 +14,10 @@ import time
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
-from stable_baselines3.common.env_util import make_vec_env
 
 from lnn_control.sb3 import LiquidSAC, evaluate_agent
 from lnn_control.sb3.diagnostic_envs import CueHoldEnv
+from lnn_control.sim import make_vec_env
 
 ARMS = ("cfc-separate", "cfc-detached", "mlp")
 

@@ -381,8 +381,8 @@ def _evaluation_problems(run: Path, monkeypatch) -> list[str]:
             raw.append(obs.copy())
             return obs, rewards, dones, infos
 
-    make_env, act, load_model = playback.make_env, RecurrentCarry.act, playback.load_model
-    monkeypatch.setattr(playback, "make_env", lambda *a, **k: RawObs(make_env(*a, **k)))
+    make_vec_env, act, load_model = playback.make_vec_env, RecurrentCarry.act, playback.load_model
+    monkeypatch.setattr(playback, "make_vec_env", lambda *a, **k: RawObs(make_vec_env(*a, **k)))
 
     def loading_spy(*args, **kwargs):
         model = load_model(*args, **kwargs)

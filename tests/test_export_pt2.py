@@ -223,7 +223,7 @@ def test_format_lists_agree() -> None:
     """The run layer and the CLI repeat the exporter's format lists (to stay torch-free): they must agree."""
     from lnn_control.cli import build_parser
     from lnn_control.export import DEFAULT_FORMATS, FORMATS
-    from lnn_control.runs.export import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS
+    from lnn_control.runs.run_export import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS
 
     assert (EXPORT_FORMATS, DEFAULT_EXPORT_FORMATS) == (FORMATS, DEFAULT_FORMATS)
     export = build_parser()._subparsers._group_actions[0].choices["export"]

@@ -15,8 +15,8 @@ from lnn_control.runs.suite import collect_records, write_report
 from lnn_control.runs.sweep import SweepPlan, run_sweeps
 from lnn_control.runs.timing_eval import mean_substeps, period_scaled_task
 from lnn_control.sb3 import LiquidPPO
+from lnn_control.sb3.agent_evaluation import evaluate_agent
 from lnn_control.sb3.diagnostic_envs import IrregularClockEnv
-from lnn_control.sb3.evaluation import evaluate_agent
 from lnn_control.sim.catalogue import get_task
 
 

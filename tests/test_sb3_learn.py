@@ -170,7 +170,7 @@ def test_memory_task_is_learned_by_the_liquid_policy_not_by_the_mlp() -> None:
 
 
 def test_evaluate_agent_feeds_reported_dts() -> None:
-    from lnn_control.sb3.evaluation import evaluate_agent
+    from lnn_control.sb3.agent_evaluation import evaluate_agent
 
     env = make_vec_env(lambda: IrregularClockEnv(dt_offset=0.002, min_len=3, max_len=5), n_envs=2, seed=0)
     model = LiquidPPO("LiquidPolicy", env, n_steps=16, seq_len=8, batch_size=16, seed=0)

@@ -14,8 +14,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
 from lnn_control.sb3 import LiquidPPO
+from lnn_control.sb3.agent_evaluation import evaluate_agent
 from lnn_control.sb3.diagnostic_envs import CueHoldEnv
-from lnn_control.sb3.evaluation import evaluate_agent
 
 STEPS = 10_000
 HOLD = 11

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from lnn_control.sb3 import LiquidPPO
 from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.diagnostic_envs import IrregularClockEnv
-from lnn_control.sb3.timing import DtTracker
+from lnn_control.sb3.dt_tracking import DtTracker
 
 
 class _DtLog(gym.Wrapper):

@@ -20,6 +20,8 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from lnn_control.sim.batched import BatchedMujocoVecEnv
+from lnn_control.sim.catalogue import get_task
+from lnn_control.sim.make import make_vec_env
 from lnn_control.sim.randomization import ModelRandomization
 from lnn_control.sim.tasks import known_tasks
 
@@ -469,11 +471,14 @@ def test_render_rgb_array_offscreen() -> None:
     assert expected in out.stdout, out.stdout + out.stderr
 
 
-def test_catalogue_entries_without_observation_wrappers_build_directly():
-    env = BatchedMujocoVecEnv("Hopper-Jitter-v0", 3, seed=0)
-    assert env.task_name == "Hopper"
+def test_catalogue_entries_are_built_by_the_factory_not_the_env():
+    """The env takes a base task; make_vec_env resolves a catalogue entry to it (timing, time limit)."""
+    env = make_vec_env("Hopper-Jitter-v0", 3, seed=0, monitor=False)
+    assert isinstance(env, BatchedMujocoVecEnv) and env.task_name == "Hopper"
+    assert env.timing == get_task("Hopper-Jitter-v0").timing and env.max_episode_steps == 1000
     env.reset()
     _, _, _, infos = env.step(np.zeros((3, env.action_space.shape[0]), dtype=np.float32))
     assert len({info["dt"] for info in infos}) > 1 or infos[0]["dt"] != env.dt  # jittered periods
-    with pytest.raises(ValueError, match="make_vec_env"):
-        BatchedMujocoVecEnv("Hopper-NoVel-v0", 2)
+    for name in ("Hopper-Jitter-v0", "Hopper-NoVel-v0"):
+        with pytest.raises(ValueError, match=r"unknown task .*built by lnn_control\.sim\.make_vec_env"):
+            BatchedMujocoVecEnv(name, 2)

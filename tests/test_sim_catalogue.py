@@ -17,7 +17,9 @@ from checker_warnings import strict_checker_warnings
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.wrappers import PassiveEnvChecker
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
+from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecEnvWrapper, VecMonitor
 
 import lnn_control  # noqa: F401  (registers the catalogue)
 from lnn_control.sim import registration
@@ -35,6 +37,7 @@ from lnn_control.sim.catalogue import (
 )
 from lnn_control.sim.make import make_vec_env
 from lnn_control.sim.masks import observation_indices
+from lnn_control.sim.randomization import ModelRandomization
 from lnn_control.sim.wrappers import ControlTimingWrapper, ReportDt
 
 CATALOGUE = load_catalogue()
@@ -351,6 +354,42 @@ def test_unbatched_form_reports_episodes_and_rejects_batched_only_options():
     with pytest.raises(ValueError, match="n_envs must be a positive integer"):
         make_vec_env("HalfCheetah-v0", 0)
     assert not isinstance(make_vec_env("HalfCheetah-v0", 1, batched=True, monitor=False), VecEnvWrapper)
+
+
+def test_make_vec_env_takes_plain_gymnasium_envs_as_sb3_does():
+    """Outside the catalogue, a Gymnasium id or an env callable gives SB3's make_vec_env result."""
+    ours, sb3s = make_vec_env("Pendulum-v1", 2, seed=4), sb3_make_vec_env("Pendulum-v1", n_envs=2, seed=4)
+    assert isinstance(ours, DummyVecEnv) and ours.env_is_wrapped(Monitor) == [True, True]
+    first = sb3s.reset()  # seeds seed + i, as ours
+    np.testing.assert_array_equal(ours.reset(), first)
+    plain = make_vec_env(lambda: gym.make("Pendulum-v1"), 3, seed=4, monitor=False)
+    assert isinstance(plain, DummyVecEnv) and plain.env_is_wrapped(Monitor) == [False] * 3
+    np.testing.assert_array_equal(plain.reset()[:2], first)
+    with pytest.raises(ValueError, match="backend='mjx' needs a catalogue task, got 'Pendulum-v1'"):
+        make_vec_env("Pendulum-v1", 2, backend="mjx")
+    with pytest.raises(CatalogueError, match="unknown task 'NoSuchTask-v3'"):
+        make_vec_env("NoSuchTask-v3", 2)
+
+
+def test_make_vec_env_check_nan_stops_on_non_finite_values():
+    venv = make_vec_env("HalfCheetah-v0", 2, seed=0, check_nan=True)
+    assert isinstance(venv, VecCheckNan) and isinstance(venv.venv, VecMonitor)
+    venv.reset()
+    with pytest.raises(ValueError, match="nan"):
+        venv.step(np.full((2, 6), np.nan, dtype=np.float32))
+
+
+def test_make_vec_env_falls_back_to_gymnasium_envs_where_the_batched_env_lacks_the_task(monkeypatch):
+    from lnn_control.sim import make as make_module
+
+    batched_space = make_vec_env("Hopper-NoVel-v0", 1, monitor=False).observation_space
+    monkeypatch.setattr(make_module, "_batched_implements", lambda spec: False)
+    venv = make_vec_env("Hopper-NoVel-v0", 2, seed=0, nthread=1)  # nthread: the batched env's, ignored
+    assert isinstance(venv, DummyVecEnv) and venv.observation_space == batched_space
+    with pytest.raises(
+        ValueError, match="randomization needs the batched env, which does not implement 'Hopper'"
+    ):
+        make_vec_env("Hopper-NoVel-v0", 2, randomization=ModelRandomization(mass_scale=(0.9, 1.1)))
 
 
 class _BrokenReward(gym.Wrapper):

@@ -18,11 +18,11 @@ import mujoco  # noqa: E402
 import torch  # noqa: E402
 
 from lnn_control.extras import MissingExtraError  # noqa: E402
+from lnn_control.sim.control_timing import ControlTiming  # noqa: E402
 from lnn_control.sim.mjx import _deps  # noqa: E402
 from lnn_control.sim.mjx.core import check_mjx_model, max_substeps, randomized_fields, sample_substeps  # noqa: E402
 from lnn_control.sim.mjx.dlpack import jax_to_torch, torch_to_jax  # noqa: E402
 from lnn_control.sim.randomization import ModelRandomization  # noqa: E402
-from lnn_control.sim.timing import ControlTiming  # noqa: E402
 
 IMPLICIT_PENDULUM = """
 <mujoco>

@@ -25,7 +25,7 @@ pytest.importorskip("mujoco.mjx", reason="the MJX backend needs the gpu extra")
 
 from lnn_control.sim.batched import BatchedMujocoVecEnv
 from lnn_control.sim.catalogue import get_task
-from lnn_control.sim.timing import ControlTiming
+from lnn_control.sim.control_timing import ControlTiming
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from lnn_control.sim.control_timing import ControlTiming
 from lnn_control.sim.masks import MASK_TASKS, observation_indices
-from lnn_control.sim.timing import ControlTiming
 from lnn_control.sim.vec_wrappers import (
     VecAppendDt,
     VecObservationDelay,

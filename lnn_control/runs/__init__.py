@@ -10,12 +10,13 @@ it). One concept per module:
 - :mod:`~lnn_control.runs.callback`: periodic evaluation, best/last checkpoints, status
 - :mod:`~lnn_control.runs.checkpoint`, :mod:`~lnn_control.runs.rng` (with :mod:`lnn_control.atomic`):
   atomic, self-contained checkpoints (model + VecNormalize statistics + RNG states)
-- :mod:`~lnn_control.runs.envs`: training/evaluation VecEnvs, frozen normalisation
-- :mod:`~lnn_control.runs.evaluation`, :mod:`~lnn_control.runs.evalcsv`: episodes and ``eval.csv``
+- :mod:`~lnn_control.runs.envs`: frozen normalisation of evaluation envs, VecNormalize statistics as arrays
+  (the envs come from :func:`lnn_control.sim.make_vec_env`)
+- :mod:`~lnn_control.runs.eval_episodes`, :mod:`~lnn_control.runs.evalcsv`: episodes and ``eval.csv``
 - :mod:`~lnn_control.runs.playback`: :func:`evaluate_run`, :func:`load_policy`; :mod:`~lnn_control.runs.video`
 - :mod:`~lnn_control.runs.plotting`, :mod:`~lnn_control.runs.compare`: :func:`compare_runs`
 - :mod:`~lnn_control.runs.sweep`: :func:`run_sweep` (local processes or Ray)
-- :mod:`~lnn_control.runs.export`: :func:`export_run`
+- :mod:`~lnn_control.runs.run_export`: :func:`export_run`
 
 Names are imported lazily, so that ``lnn-control --help`` does not load torch.
 """
@@ -43,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "SweepResult": "sweep",
     "plan_sweep": "sweep",
     "run_sweep": "sweep",
-    "export_run": "export",
+    "export_run": "run_export",
     "EvalRow": "evalcsv",
     "read_rows": "evalcsv",
 }
@@ -75,9 +76,9 @@ if TYPE_CHECKING:
     from .config import ResolvedRun, RunSpec
     from .errors import RunError
     from .evalcsv import EvalRow, read_rows
-    from .export import export_run
     from .layout import RunDir
     from .playback import EvalReport, evaluate_run, load_policy
+    from .run_export import export_run
     from .sweep import SweepResult, plan_sweep, run_sweep
     from .training import TrainResult, default_run_dir, resume, train
 

@@ -1,5 +1,8 @@
-"""Environments of a run: the training VecEnv, evaluation VecEnvs with frozen normalisation, and
-VecNormalize statistics as plain arrays (stored in checkpoints as ``.npz``, read without pickle)."""
+"""Normalisation of a run's environments: evaluation VecEnvs with frozen normalisation, and VecNormalize
+statistics as plain arrays (stored in checkpoints as ``.npz``, read without pickle).
+
+The environments themselves come from :func:`lnn_control.sim.make_vec_env` (``check_nan=True``: a NaN or inf
+from the simulator stops training with a clear error instead of poisoning the policy)."""
 
 from __future__ import annotations
 
@@ -9,52 +12,16 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecCheckNan, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from lnn_control.runs.errors import RunError
 
 __all__ = [
-    "batched_available",
     "frozen_normalization",
-    "make_env",
     "normalization_from_npz",
     "normalization_to_npz",
     "sync_normalization",
 ]
-
-
-def batched_available(task: Any) -> bool:
-    """Whether the batched MuJoCo VecEnv implements the task's base model."""
-    from lnn_control.sim.tasks import known_tasks
-
-    return task.base in known_tasks()
-
-
-def make_env(
-    task: Any,
-    n_envs: int,
-    seed: int,
-    *,
-    batched: bool = True,
-    nthread: int | None = None,
-    render_mode: str | None = None,
-) -> VecEnv:
-    """``n_envs`` copies of a catalogue task (a TaskSpec) with episode monitoring.
-
-    ``batched=True`` uses :class:`lnn_control.sim.BatchedMujocoVecEnv` (with ``nthread`` physics threads) when
-    it implements the task, else Gymnasium envs in a DummyVecEnv, as ``batched=False`` does.
-    """
-    from lnn_control.sim import make_vec_env
-
-    kwargs: dict[str, Any] = {}
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
-    use_batched = batched and batched_available(task)
-    if use_batched and nthread is not None:
-        kwargs["nthread"] = nthread
-    venv = make_vec_env(task, n_envs, batched=use_batched, seed=seed, **kwargs)
-    # A NaN or inf from the simulator stops training with a clear error instead of poisoning the policy.
-    return VecCheckNan(venv, raise_exception=True)
 
 
 # ------------------------------------------------------------------------------------------ VecNormalize

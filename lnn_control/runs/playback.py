@@ -21,11 +21,11 @@ from stable_baselines3.common.vec_env import VecEnv
 from lnn_control.checks import positive_int
 from lnn_control.runs.checkpoint import check_spaces, load_model, read_extras
 from lnn_control.runs.config import ResolvedRun, load_resolved, load_task
-from lnn_control.runs.envs import make_env
 from lnn_control.runs.errors import RunError
+from lnn_control.runs.eval_episodes import eval_env_count, run_episodes
 from lnn_control.runs.evalcsv import EvalRow, stats_row
-from lnn_control.runs.evaluation import eval_env_count, run_episodes
 from lnn_control.runs.layout import RunDir
+from lnn_control.sim import make_vec_env
 
 __all__ = ["EvalReport", "LoadedPolicy", "evaluate_run", "load_policy"]
 
@@ -73,12 +73,13 @@ def load_policy(
     path = run.checkpoint(checkpoint)
     extras = read_extras(path)
     task = resolved.task if env is None else load_task(env) if isinstance(env, (str, Path)) else env
-    venv = make_env(
+    venv = make_vec_env(
         task,
         n_envs,
-        resolved.eval_seed if seed is None else seed,
         batched=resolved.batched,
+        seed=resolved.eval_seed if seed is None else seed,
         render_mode=render_mode,
+        check_nan=True,
     )
     try:
         check_spaces(path, venv)

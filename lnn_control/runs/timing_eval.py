@@ -25,14 +25,14 @@ import numpy as np
 
 from lnn_control.checks import positive_number
 from lnn_control.runs.errors import RunError
-from lnn_control.runs.evaluation import eval_env_count
+from lnn_control.runs.eval_episodes import eval_env_count
 from lnn_control.runs.playback import load_policy
 
 __all__ = ["evaluate_timing", "mean_substeps", "period_scaled_task"]
 
 
 def mean_substeps(timing: Any) -> float:
-    """Mean physics substeps per control step of a :class:`~lnn_control.sim.timing.ControlTiming`."""
+    """Mean physics substeps per control step of a :class:`~lnn_control.sim.control_timing.ControlTiming`."""
     if timing.choices is not None:
         probs = timing.probs or [1.0 / len(timing.choices)] * len(timing.choices)
         return float(np.dot(timing.choices, probs))
@@ -133,7 +133,7 @@ def evaluate_timing(
 
 
 def _episodes(policy: Any, episodes: int, seed: int, reported_dt: bool = True) -> np.ndarray:
-    from lnn_control.sb3.evaluation import evaluate_agent
+    from lnn_control.sb3.agent_evaluation import evaluate_agent
 
     policy.env.seed(seed)
     returns, _ = evaluate_agent(

@@ -31,13 +31,14 @@ from lnn_control.checks import positive_int
 from lnn_control.runs.callback import RunCallback, TrainingState, format_row
 from lnn_control.runs.checkpoint import load_model, read_extras
 from lnn_control.runs.config import ResolvedRun, RunSpec, load_resolved, resolve
-from lnn_control.runs.envs import frozen_normalization, make_env
+from lnn_control.runs.envs import frozen_normalization
 from lnn_control.runs.errors import RunError
+from lnn_control.runs.eval_episodes import eval_env_count
 from lnn_control.runs.evalcsv import EvalRow, read_rows, write_rows
-from lnn_control.runs.evaluation import eval_env_count
 from lnn_control.runs.layout import RunDir
 from lnn_control.runs.rng import restore_rng
 from lnn_control.runs.signals import GracefulStop, exit_code
+from lnn_control.sim import make_vec_env
 
 __all__ = ["TrainResult", "default_run_dir", "resume", "train"]
 
@@ -95,6 +96,13 @@ def _logger(quiet: bool) -> Callable[[str], None]:
     return lambda line: print(line, flush=True)
 
 
+def _run_env(resolved: ResolvedRun, n_envs: int, seed: int, nthread: int | None) -> VecEnv:
+    """``n_envs`` envs of the run's task: monitored, NaN-checked, batched as the run says."""
+    return make_vec_env(
+        resolved.task, n_envs, batched=resolved.batched, seed=seed, nthread=nthread, check_nan=True
+    )
+
+
 def _build_model(resolved: ResolvedRun, env: VecEnv, run: RunDir) -> BaseAlgorithm:
     from lnn_control.sb3.agents import build_agent
 
@@ -144,17 +152,11 @@ def train(
     if run.root.exists() and (not run.root.is_dir() or any(run.root.iterdir())):
         hint = "resume it with --resume" if run.config.is_file() else "choose another --out"
         raise RunError(f"{run.root} already exists and is not empty; {hint}")
-    env = make_env(resolved.task, resolved.n_envs, resolved.seed, batched=resolved.batched, nthread=nthread)
+    env = _run_env(resolved, resolved.n_envs, resolved.seed, nthread)
     model = _build_model(resolved, env, run)
     eval_env = frozen_normalization(
         model.get_env(),
-        make_env(
-            resolved.task,
-            eval_env_count(resolved.eval_episodes),
-            resolved.eval_seed,
-            batched=resolved.batched,
-            nthread=nthread,
-        ),
+        _run_env(resolved, eval_env_count(resolved.eval_episodes), resolved.eval_seed, nthread),
     )
     run.root.mkdir(parents=True, exist_ok=True)
     try:
@@ -203,26 +205,14 @@ def resume(
     if state.timesteps >= resolved.total_timesteps:
         log(f"{run.root} has already trained {state.timesteps:,d} of {resolved.total_timesteps:,d} steps")
         return _result(run, "finished", state, resolved, None)
-    base_env = make_env(
-        resolved.task,
-        resolved.n_envs,
-        resolved.seed + state.timesteps,
-        batched=resolved.batched,
-        nthread=nthread,
-    )
+    base_env = _run_env(resolved, resolved.n_envs, resolved.seed + state.timesteps, nthread)
     env = extras.wrap(base_env, training=True)
     model = load_model(run.checkpoint("last"), resolved.agent["algorithm"], env, device=resolved.device)
     model.tensorboard_log = str(run.tensorboard)
     model.get_env().seed(resolved.seed + state.timesteps)  # loading re-seeded the env with the original seed
     eval_env = frozen_normalization(
         model.get_env(),
-        make_env(
-            resolved.task,
-            eval_env_count(resolved.eval_episodes),
-            resolved.eval_seed,
-            batched=resolved.batched,
-            nthread=nthread,
-        ),
+        _run_env(resolved, eval_env_count(resolved.eval_episodes), resolved.eval_seed, nthread),
     )
     if run.eval_csv.is_file():  # evaluations after the checkpoint belong to a lost timeline
         write_rows(run.eval_csv, [r for r in read_rows(run.eval_csv) if r.timesteps <= state.timesteps])

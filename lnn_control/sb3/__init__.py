@@ -1,6 +1,7 @@
 """Stable-Baselines3 side: liquid recurrent actor-critic policies, the sequence rollout buffer, LiquidPPO,
 LiquidSAC with its sequence replay buffer, and the agent catalogue loader (``agents/*.yaml``)."""
 
+from lnn_control.sb3.agent_evaluation import evaluate_agent
 from lnn_control.sb3.agents import available_agents, build_agent, load_agent_config
 from lnn_control.sb3.buffers import (
     SequenceDictRolloutBuffer,
@@ -8,7 +9,7 @@ from lnn_control.sb3.buffers import (
     SequenceRolloutBufferSamples,
 )
 from lnn_control.sb3.carry import RecurrentCarry
-from lnn_control.sb3.evaluation import evaluate_agent
+from lnn_control.sb3.dt_tracking import DtTracker, query_nominal_dts
 from lnn_control.sb3.liquid_ppo import LiquidPPO
 from lnn_control.sb3.liquid_sac import LiquidSAC
 from lnn_control.sb3.policies import (
@@ -20,7 +21,6 @@ from lnn_control.sb3.policies import (
 from lnn_control.sb3.recurrence import CELLS, TorchRNN, make_recurrence, make_wiring
 from lnn_control.sb3.sac_policies import LiquidSACPolicy
 from lnn_control.sb3.sequence_replay import SequenceReplayBuffer, SequenceReplaySamples
-from lnn_control.sb3.timing import DtTracker, query_nominal_dts
 
 __all__ = [
     "CELLS",

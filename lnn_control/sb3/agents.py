@@ -26,7 +26,6 @@ from typing import Any
 import yaml
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
@@ -215,7 +214,8 @@ def build_agent(config: dict[str, Any] | str | Path, env: Any, **overrides: Any)
     Args:
         config: a dict from :func:`load_agent_config`, or a catalogue name / YAML path.
         env: a VecEnv (used as is, wrapped in VecNormalize when the agent normalises and it is not yet),
-            a gymnasium Env, or an env id (made with SB3's ``make_vec_env`` and the agent's ``n_envs``).
+            a gymnasium Env, or a task: a catalogue id or YAML file, or a Gymnasium id, made with
+            :func:`lnn_control.sim.make_vec_env` and the agent's ``n_envs``.
         **overrides: algorithm arguments replacing the agent's (``seed``, ``device``, ``verbose``,
             ``tensorboard_log``, ``n_steps``, ...); ``policy_kwargs`` is merged key by key, ``normalize``
             replaces the agent's, ``n_envs`` applies when ``env`` is an id.
@@ -242,9 +242,10 @@ def build_agent(config: dict[str, Any] | str | Path, env: Any, **overrides: Any)
         if key in hyper:
             hyper[key] = _schedule(key, hyper[key], where)
 
-    if isinstance(env, str):
-        seed = hyper.get("seed")
-        env = make_vec_env(env, n_envs=config["n_envs"], seed=seed)
+    if isinstance(env, (str, Path)):
+        from lnn_control.sim import make_vec_env
+
+        env = make_vec_env(env, config["n_envs"], seed=hyper.get("seed"))
     if normalize and isinstance(env, VecEnv) and not isinstance(env, VecNormalize):
         env = VecNormalize(env, **(normalize if isinstance(normalize, dict) else {}))
     elif normalize and not isinstance(env, VecEnv):

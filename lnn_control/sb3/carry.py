@@ -9,10 +9,10 @@ episode, and the bootstrap of time-limit truncations, with two verbs (as rsl_rl'
     obs, rewards, dones, infos = env.step(step.env_actions)
     outcome = carry.observe(dones, infos)        # next dts, new states, starts; truncation bootstrap values
 
-LiquidPPO's rollouts and :func:`lnn_control.sb3.evaluation.evaluate_agent` (and through it every evaluation
-and playback of a run) use it, so evaluation cannot drift from training.
+LiquidPPO's rollouts and :func:`lnn_control.sb3.agent_evaluation.evaluate_agent` (and through it every
+evaluation and playback of a run) use it, so evaluation cannot drift from training.
 
-dt convention (see :mod:`lnn_control.sb3.timing`): the dt paired with observation o_t is the time since
+dt convention (see :mod:`lnn_control.sb3.dt_tracking`): the dt paired with observation o_t is the time since
 o_{t-1} (``infos[i]["dt"]`` returned with o_t); an observation that starts an episode gets the nominal dt.
 """
 
@@ -27,7 +27,7 @@ from gymnasium import spaces
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from lnn_control.sb3.timing import DtTracker
+from lnn_control.sb3.dt_tracking import DtTracker
 
 __all__ = ["ActStep", "RecurrentCarry", "StepOutcome"]
 

@@ -38,8 +38,8 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
     - each env's recurrent state is carried through the rollout and stored (the state before each step);
     - each env's recurrent state, dt and episode starts live in one
       :class:`~lnn_control.sb3.carry.RecurrentCarry` (shared with evaluation);
-    - the actor integrates each env's own ``info["dt"]`` (see :mod:`lnn_control.sb3.timing`), in units of the
-      training env's nominal control period (``policy.time_unit``);
+    - the actor integrates each env's own ``info["dt"]`` (see :mod:`lnn_control.sb3.dt_tracking`), in units of
+      the training env's nominal control period (``policy.time_unit``);
     - the critic reads the actor's core detached by default (``policy_kwargs=dict(critic=...)``);
     - training runs whole chunks of ``seq_len`` consecutive steps of one env, each from its stored state,
       with episode starts handled inside the chunk: no padding, constant minibatch shape;

@@ -3,7 +3,7 @@
 Public names are imported lazily (PEP 562), so that ``import lnn_control`` (which registers the catalogue with
 Gymnasium through :mod:`lnn_control.sim.registration`) does not import MuJoCo, Stable-Baselines3 or torch.
 
-- timing: :class:`ControlTiming`
+- control timing: :class:`ControlTiming`
 - masks: :func:`observation_indices`
 - Gymnasium wrappers: :class:`ControlTimingWrapper`, :class:`ReportDt`, :class:`ObservationMask`,
   :class:`NoVelocity`, :class:`NoPosition`, :class:`GaussianObservationNoise`, :class:`ObservationDelay`,
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from lnn_control.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "ControlTiming": "timing",
+    "ControlTiming": "control_timing",
     "observation_indices": "masks",
     "ControlTimingWrapper": "wrappers",
     "ReportDt": "wrappers",
@@ -75,10 +75,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from lnn_control.sim.batched import BatchedMujocoVecEnv
     from lnn_control.sim.catalogue import CatalogueError, TaskSpec, get_task, load_catalogue
+    from lnn_control.sim.control_timing import ControlTiming
     from lnn_control.sim.make import make_vec_env
     from lnn_control.sim.masks import observation_indices
     from lnn_control.sim.registration import register_catalogue
-    from lnn_control.sim.timing import ControlTiming
     from lnn_control.sim.vec_wrappers import (
         VecAppendDt,
         VecObservationDelay,

@@ -41,7 +41,7 @@ __all__ = ["BatchedMujocoVecEnv", "SubstepSampler"]
 
 
 class SubstepSampler(Protocol):
-    """What ``timing=`` must provide (e.g. :class:`lnn_control.sim.timing.ControlTiming`)."""
+    """What ``timing=`` must provide (e.g. :class:`lnn_control.sim.control_timing.ControlTiming`)."""
 
     def sample_substeps(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Physics substeps (>= 1) of one control step per env: int array (n,)."""
@@ -52,8 +52,10 @@ class BatchedMujocoVecEnv(VecEnv):
     """``n_envs`` copies of a Gymnasium v5 MuJoCo task in one ``mujoco.batch.Batch``.
 
     Args:
-        task: task name without version: "HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer",
-            "InvertedPendulum", "InvertedDoublePendulum", "Reacher".
+        task: base task name without version: "HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer",
+            "InvertedPendulum", "InvertedDoublePendulum", "Reacher". A catalogue entry
+            ("HalfCheetah-NoVel-Jitter-v0") is built by :func:`lnn_control.sim.make_vec_env`, which passes
+            its base task, timing and time limit here and adds its observation wrappers.
         n_envs: number of environments (>= 1).
         seed: seed of the Generator used for reset noise, timing and randomisation.
         nthread: batch threads (0: all CPUs).
@@ -95,10 +97,6 @@ class BatchedMujocoVecEnv(VecEnv):
         if randomization is not None and not isinstance(randomization, ModelRandomization):
             raise TypeError(f"randomization must be a ModelRandomization or None, got {randomization!r}")
         n_envs = int(n_envs)
-        if task not in known_tasks():
-            task, frame_skip, timing, max_episode_steps, task_kwargs = _from_catalogue(
-                task, frame_skip, timing, max_episode_steps, task_kwargs
-            )
 
         self.task_name = task
         self.task: MujocoTask = make_task(task, **task_kwargs)
@@ -424,36 +422,3 @@ class BatchedMujocoVecEnv(VecEnv):
         for j, i in enumerate(ids.tolist()):
             self.reset_infos[i] = {key: col[j] for key, col in zip(keys, columns, strict=True)}
             self.reset_infos[i]["dt"] = self.dt  # a new episode's first observation: the nominal period
-
-
-def _from_catalogue(
-    name: str,
-    frame_skip: int | None,
-    timing: SubstepSampler | None,
-    max_episode_steps: int | None,
-    task_kwargs: dict[str, Any],
-) -> tuple[str, int | None, SubstepSampler | None, int | None, dict[str, Any]]:
-    """Resolve a catalogue entry ("Hopper-Jitter-v0") to its base task and physics-side settings.
-
-    Only entries without observation wrappers are a single VecEnv; the others need
-    :func:`lnn_control.sim.make_vec_env`, which adds the wrappers on top of this class.
-    """
-    from lnn_control.sim.catalogue import get_task
-
-    try:
-        spec = get_task(name)
-    except (ValueError, FileNotFoundError, KeyError):
-        make_task(name)  # neither a catalogue entry nor a base task: raises the base-task error with hints
-        raise
-    if spec.wrappers:
-        raise ValueError(
-            f"catalogue entry {spec.id} has observation wrappers; build it with "
-            f"lnn_control.sim.make_vec_env({spec.id!r}, n_envs, batched=True)"
-        )
-    if frame_skip is None:
-        frame_skip = spec.timing.frame_skip
-    if timing is None and not spec.timing.is_regular:
-        timing = spec.timing
-    if max_episode_steps is None:
-        max_episode_steps = spec.max_episode_steps
-    return spec.base, frame_skip, timing, max_episode_steps, {**spec.env_kwargs, **task_kwargs}

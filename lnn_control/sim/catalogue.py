@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
+from lnn_control.sim.control_timing import ControlTiming
 from lnn_control.sim.masks import MASK_KINDS
-from lnn_control.sim.timing import ControlTiming
 
 __all__ = [
     "BASE_TASKS",

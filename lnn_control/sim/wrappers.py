@@ -3,7 +3,7 @@
 Physics side (must wrap the MuJoCo env directly, below any observation wrapper):
 
 * :class:`ControlTimingWrapper` - irregular control period (jitter, explicit choices, dropped observations)
-  from a :class:`~lnn_control.sim.timing.ControlTiming`; reports ``info["dt"]``.
+  from a :class:`~lnn_control.sim.control_timing.ControlTiming`; reports ``info["dt"]``.
 * :class:`ReportDt` - reports the constant ``env.unwrapped.dt`` as ``info["dt"]`` for fixed-rate tasks.
 
 Observation side (any env whose steps report ``info["dt"]`` where needed):
@@ -30,8 +30,8 @@ import numpy as np
 from gymnasium import spaces
 
 from lnn_control.checks import nonnegative_values, positive_int
+from lnn_control.sim.control_timing import ControlTiming
 from lnn_control.sim.masks import observation_indices
-from lnn_control.sim.timing import ControlTiming
 
 __all__ = [
     "AppendDt",

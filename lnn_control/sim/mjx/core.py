@@ -13,8 +13,8 @@ import mujoco
 import mujoco.batch
 import numpy as np
 
+from lnn_control.sim.control_timing import ControlTiming
 from lnn_control.sim.randomization import ModelRandomization, ModelRandomizer
-from lnn_control.sim.timing import ControlTiming
 
 __all__ = [
     "MJ_MAXVAL",

@@ -34,10 +34,10 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from lnn_control.checks import positive_int
+from lnn_control.sim.control_timing import ControlTiming
 from lnn_control.sim.mjx._deps import require_mjx, resolve_device
 from lnn_control.sim.randomization import ModelRandomization
 from lnn_control.sim.tasks import known_tasks
-from lnn_control.sim.timing import ControlTiming
 
 jax, mjx = require_mjx()
 import jax.numpy as jnp  # noqa: E402
@@ -81,8 +81,9 @@ class MjxVecEnv(VecEnv):
     """``n_envs`` copies of a Gymnasium v5 MuJoCo task stepped together with MJX on one JAX device.
 
     Args:
-        task: task name without version ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer",
-            "InvertedPendulum") or a catalogue entry without observation wrappers ("Hopper-Jitter-v0").
+        task: base task name without version ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer",
+            "InvertedPendulum"). A catalogue entry is built by
+            ``lnn_control.sim.make_vec_env(name, n_envs, backend="mjx")`` or :func:`make_torch_vec_env`.
         n_envs: number of environments (>= 1).
         seed: seed of the JAX key (reset noise, timing) and of the numpy Generator of model randomisation.
         device: JAX device: None (JAX's default), "cpu", "cuda"/"gpu", "cuda:k" or a ``jax.Device``.
@@ -126,14 +127,6 @@ class MjxVecEnv(VecEnv):
                 "supported (use the CPU batched backend for per-episode resampling)"
             )
         n = int(n_envs)
-        if task not in known_tasks():
-            from lnn_control.sim.batched import _from_catalogue
-
-            task, frame_skip, timing, max_episode_steps, task_kwargs = _from_catalogue(
-                task, frame_skip, timing, max_episode_steps, task_kwargs
-            )
-            if timing is not None and not isinstance(timing, ControlTiming):
-                raise TypeError(f"timing must be a ControlTiming, got {timing!r}")
         self.device = resolve_device(device)
         self.x64 = _x64_enabled() if x64 is None else bool(x64)
         self.task_name = task

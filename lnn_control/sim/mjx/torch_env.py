@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from lnn_control.sim.catalogue import AppendDtSpec, MaskSpec, TaskSpec, WrapperSpec, get_task
+from lnn_control.sim.make import base_env_args
 from lnn_control.sim.masks import observation_indices
 from lnn_control.sim.mjx.env import MjxVecEnv, TorchStep
 
@@ -109,13 +110,6 @@ def make_torch_vec_env(
     """Catalogue entry ``name`` as a :class:`TorchVecEnv` (``kwargs``: :class:`MjxVecEnv` arguments such as
     ``device``, ``x64``, ``randomization``, v5 task arguments)."""
     spec = get_task(name)
-    env = MjxVecEnv(
-        spec.base,
-        n_envs,
-        seed=seed,
-        frame_skip=spec.timing.frame_skip,
-        timing=None if spec.timing.is_regular else spec.timing,
-        max_episode_steps=spec.max_episode_steps,
-        **{**spec.env_kwargs, **kwargs},
-    )
+    base, env_kwargs = base_env_args(spec, kwargs)
+    env = MjxVecEnv(base, n_envs, seed=seed, **env_kwargs)
     return TorchVecEnv(env, spec.wrappers, base=spec.base, nominal_dt=spec.nominal_dt)

@@ -35,7 +35,10 @@ def make_task(name: str, **kwargs: Any) -> MujocoTask:
         base = name.split("-v")[0]
         if base != name and base in TASKS:
             hint = f" (pass the name without version: {base!r})"
-        raise ValueError(f"unknown task {name!r}{hint}; known tasks: {known_tasks()}")
+        raise ValueError(
+            f"unknown task {name!r}{hint}; known tasks: {known_tasks()} (catalogue entries such as "
+            "'Hopper-NoVel-Jitter-v0' are built by lnn_control.sim.make_vec_env)"
+        )
     return TASKS[name](**kwargs)
 
 

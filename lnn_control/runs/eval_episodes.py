@@ -1,9 +1,9 @@
-"""Evaluating a policy: episodes on a VecEnv with fixed seeds, the statistics row, and the periodic evaluation
-of a run during training.
+"""Evaluation episodes of a run: how many parallel envs an evaluation uses, and seeded episodes on a VecEnv
+(for the periodic evaluation during training and for playback of a finished run).
 
 Liquid policies get each step's real elapsed time from the env (``info["dt"]``) through
-:func:`lnn_control.sb3.evaluation.evaluate_agent`; the env is re-seeded before every evaluation, so that all
-evaluations of a run start from the same initial states and are comparable.
+:func:`lnn_control.sb3.agent_evaluation.evaluate_agent`; the env is re-seeded before every evaluation, so
+that all evaluations of a run start from the same initial states and are comparable.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def run_episodes(
     ``env`` must carry episode monitoring (``make_vec_env(monitor=True)``, the default) so that the returns
     are the raw task rewards even under VecNormalize.
     """
-    from lnn_control.sb3.evaluation import evaluate_agent
+    from lnn_control.sb3.agent_evaluation import evaluate_agent
 
     if seed is not None:
         env.seed(seed)
