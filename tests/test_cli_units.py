@@ -16,9 +16,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from lnn_control import atomic
 from lnn_control.runs.compare import compare_runs
 from lnn_control.runs.config import RunSpec, resolve
-from lnn_control.runs.envs import frozen_normalization, normalization_from_npz, normalization_to_npz
 from lnn_control.runs.errors import RunError
 from lnn_control.runs.evalcsv import EvalRow, read_rows, stats_row, write_rows
+from lnn_control.runs.normalization import frozen_normalization, normalization_from_npz, normalization_to_npz
 from lnn_control.runs.overrides import apply_overrides, parse_grid, parse_seeds, parse_set, parse_value
 from lnn_control.runs.rng import capture_rng, restore_rng
 

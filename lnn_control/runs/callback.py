@@ -20,10 +20,10 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from lnn_control.runs.checkpoint import save_checkpoint
 from lnn_control.runs.config import ResolvedRun
-from lnn_control.runs.envs import sync_normalization
 from lnn_control.runs.eval_episodes import run_episodes
 from lnn_control.runs.evalcsv import EvalRow, append_row, stats_row
 from lnn_control.runs.layout import RunDir
+from lnn_control.runs.normalization import sync_normalization
 from lnn_control.runs.plotting import plot_learning_curve
 from lnn_control.runs.signals import GracefulStop
 

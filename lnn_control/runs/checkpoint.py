@@ -25,8 +25,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from lnn_control.atomic import atomic_write_bytes
-from lnn_control.runs.envs import normalization_from_npz, normalization_to_npz
 from lnn_control.runs.errors import RunError
+from lnn_control.runs.normalization import normalization_from_npz, normalization_to_npz
 from lnn_control.runs.rng import capture_rng
 
 __all__ = [

@@ -31,11 +31,11 @@ from lnn_control.checks import positive_int
 from lnn_control.runs.callback import RunCallback, TrainingState, format_row
 from lnn_control.runs.checkpoint import load_model, read_extras
 from lnn_control.runs.config import ResolvedRun, RunSpec, load_resolved, resolve
-from lnn_control.runs.envs import frozen_normalization
 from lnn_control.runs.errors import RunError
 from lnn_control.runs.eval_episodes import eval_env_count
 from lnn_control.runs.evalcsv import EvalRow, read_rows, write_rows
 from lnn_control.runs.layout import RunDir
+from lnn_control.runs.normalization import frozen_normalization
 from lnn_control.runs.rng import restore_rng
 from lnn_control.runs.signals import GracefulStop, exit_code
 from lnn_control.sim import make_vec_env
