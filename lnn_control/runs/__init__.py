@@ -10,8 +10,8 @@ it). One concept per module:
 - :mod:`~lnn_control.runs.callback`: periodic evaluation, best/last checkpoints, status
 - :mod:`~lnn_control.runs.checkpoint`, :mod:`~lnn_control.runs.rng` (with :mod:`lnn_control.atomic`):
   atomic, self-contained checkpoints (model + VecNormalize statistics + RNG states)
-- :mod:`~lnn_control.runs.normalization`: frozen normalisation of evaluation envs, VecNormalize statistics as arrays
-  (the envs come from :func:`lnn_control.sim.make_vec_env`)
+- :mod:`~lnn_control.runs.normalization`: frozen normalisation of evaluation envs, VecNormalize statistics
+  as arrays (the envs come from :func:`lnn_control.sim.make_vec_env`)
 - :mod:`~lnn_control.runs.eval_episodes`, :mod:`~lnn_control.runs.evalcsv`: episodes and ``eval.csv``
 - :mod:`~lnn_control.runs.playback`: :func:`evaluate_run`, :func:`load_policy`; :mod:`~lnn_control.runs.video`
 - :mod:`~lnn_control.runs.plotting`, :mod:`~lnn_control.runs.compare`: :func:`compare_runs`
