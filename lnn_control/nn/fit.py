@@ -9,7 +9,8 @@ x (B, T, in) and dt (B, T) in seconds; it returns y (B, T, out) or a tuple whose
 Data: a ``torch.utils.data.Dataset`` whose items are ``(x, y)`` or ``(x, y, dt)`` with x (T, in), y (T, out)
 and dt (T,) or (T, 1); or a tuple of tensors (or numpy arrays) ``(X, Y)`` / ``(X, Y, DT)`` with a leading
 batch dimension: X (N, T, in), Y (N, T, out), DT (N, T) or (N, T, 1). Floating point data are cast to the
-model's dtype batch by batch, and moved to its device.
+model's dtype batch by batch, and moved to its device (:mod:`lnn_control.nn.fit_data` checks and batches
+them).
 
 Training: Adam (AdamW when ``weight_decay > 0``) with gradient-norm clipping; per-epoch mean training and
 validation loss; early stopping on the validation loss; the best weights restored at the end and optionally
@@ -24,24 +25,24 @@ import copy
 import io
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from lnn_control.atomic import atomic_write_bytes
-from lnn_control.checks import nonnegative_values, positive_int, positive_number
+from lnn_control.checks import positive_int, positive_number
+
+from .fit_data import Batch, Placement, as_dataset, make_loader, split_dataset
 
 __all__ = ["FitResult", "NonFiniteLossError", "fit"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-Batch = tuple[Tensor, Tensor, Tensor | None]
 
 _BUILTIN_LOSSES: dict[str, LossFn] = {
     "mse": nn.functional.mse_loss,
@@ -148,12 +149,12 @@ def fit(
     if val_dataset is not None and val_fraction > 0:
         raise ValueError(f"give either val_dataset or val_fraction, not both (val_fraction={val_fraction})")
     loss_fn, builtin_loss = _resolve_loss(loss)
-    train_set = _as_dataset(dataset, "dataset")
-    val_set = None if val_dataset is None else _as_dataset(val_dataset, "val_dataset")
+    train_set = as_dataset(dataset, "dataset")
+    val_set = None if val_dataset is None else as_dataset(val_dataset, "val_dataset")
     if val_set is not None and len(val_set) == 0:
         raise ValueError("val_dataset is empty: expected at least one sequence")
     if val_fraction > 0:
-        train_set, val_set = _split(train_set, val_fraction, seed)
+        train_set, val_set = split_dataset(train_set, val_fraction, seed)
 
     if device is not None:
         model.to(device)
@@ -165,7 +166,7 @@ def fit(
         )
     run_device = torch.device(device) if device is not None else params[0].device
     float_dtype = params[0].dtype if params[0].is_floating_point() else torch.get_default_dtype()
-    place = _Placement(run_device, float_dtype)
+    place = Placement(run_device, float_dtype)
 
     result = FitResult(
         monitor="val_loss" if val_set is not None else "train_loss",
@@ -179,8 +180,8 @@ def fit(
         if seed is not None:
             torch.manual_seed(seed)
         shuffle_gen = None if seed is None else torch.Generator().manual_seed(seed + 1)
-        train_loader = _loader(train_set, batch_size, shuffle, shuffle_gen)
-        val_loader = None if val_set is None else _loader(val_set, batch_size, False, None)
+        train_loader = make_loader(train_set, batch_size, shuffle, shuffle_gen)
+        val_loader = None if val_set is None else make_loader(val_set, batch_size, False, None)
         opt = _make_optimizer(params, lr, weight_decay, optimizer)
         sched = None if scheduler is None else scheduler(opt)
         bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress, dynamic_ncols=True)
@@ -248,7 +249,7 @@ def _train_epoch(
     loss_fn: LossFn,
     builtin_loss: bool,
     grad_clip: float | None,
-    place: _Placement,
+    place: Placement,
     epoch: int,
 ) -> float:
     """One pass over ``loader`` with an optimiser step per batch; the sample-weighted mean batch loss."""
@@ -273,7 +274,7 @@ def _train_epoch(
 
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, loader: DataLoader, loss_fn: LossFn, builtin_loss: bool, place: _Placement, epoch: int
+    model: nn.Module, loader: DataLoader, loss_fn: LossFn, builtin_loss: bool, place: Placement, epoch: int
 ) -> float:
     """Sample-weighted mean loss over ``loader`` without gradients."""
     total, count = 0.0, 0
@@ -302,131 +303,6 @@ def _batch_loss(model: nn.Module, batch: Batch, loss_fn: LossFn, builtin_loss: b
     if value.dim() != 0:
         raise ValueError(f"the loss must be a scalar, got shape {tuple(value.shape)}")
     return value
-
-
-@dataclass(frozen=True)
-class _Placement:
-    """Where batches go: the training device, and the model's float dtype for floating point data."""
-
-    device: torch.device
-    dtype: torch.dtype
-
-    def batches(self, loader: DataLoader) -> Iterator[Batch]:
-        for x, y, dt in loader:
-            yield self._move(x), self._move(y), None if dt is None else self._move(dt)
-
-    def _move(self, t: Tensor) -> Tensor:
-        dtype = (
-            self.dtype if t.is_floating_point() else t.dtype
-        )  # integer targets (class labels) stay as they are
-        return t.to(self.device, dtype, non_blocking=True)
-
-
-# -------------------------------------------------------------------------------------------------- data
-def _as_dataset(data: Dataset | Sequence[Tensor], name: str) -> Dataset:
-    """A ``Dataset`` of (x, y[, dt]) items; tensor tuples are shape-checked and wrapped in a TensorDataset."""
-    if isinstance(data, Dataset):
-        try:
-            size = len(data)  # type: ignore[arg-type]
-        except TypeError:
-            raise TypeError(
-                f"{name} must have a length (a map-style Dataset), got {type(data).__name__}"
-            ) from None
-        if size == 0:
-            raise ValueError(f"{name} is empty: expected at least one sequence")
-        _check_item(data[0], f"{name}[0]")
-        return data
-    arrays = (Tensor, np.ndarray)
-    if not isinstance(data, (tuple, list)) or not all(isinstance(t, arrays) for t in data):
-        kind = type(data).__name__
-        raise TypeError(
-            f"{name} must be a torch Dataset or a tuple of tensors (X, Y) / (X, Y, DT), got {kind}"
-        )
-    if len(data) not in (2, 3):
-        raise ValueError(f"{name} must hold 2 tensors (X, Y) or 3 (X, Y, DT), got {len(data)}")
-    X, Y = torch.as_tensor(data[0]), torch.as_tensor(data[1])
-    if X.dim() != 3:
-        raise ValueError(f"{name}: X must be (N, T, in), got shape {tuple(X.shape)}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty: X has shape {tuple(X.shape)}, expected at least one sequence")
-    n, steps = X.shape[0], X.shape[1]
-    if Y.dim() < 2 or Y.shape[:2] != (n, steps):
-        raise ValueError(
-            f"{name}: Y must be (N, T, out) = ({n}, {steps}, out) to match X, got shape {tuple(Y.shape)}"
-        )
-    tensors = [X, Y]
-    if len(data) == 3:
-        DT = torch.as_tensor(data[2])
-        if DT.dim() == 3 and DT.shape[-1] == 1:
-            DT = DT.squeeze(-1)
-        if DT.shape != (n, steps):
-            raise ValueError(
-                f"{name}: DT must be (N, T) or (N, T, 1) = ({n}, {steps}) to match X, "
-                f"got shape {tuple(data[2].shape)}"
-            )
-        nonnegative_values(f"{name}: DT", DT)
-        tensors.append(DT)
-    if not X.is_floating_point():
-        raise TypeError(f"{name}: X must be a floating point tensor, got dtype {X.dtype}")
-    return TensorDataset(*tensors)
-
-
-def _check_item(item: Any, name: str) -> None:
-    """Check one (x, y[, dt]) item: x (T, in), y (T, ...), dt (T,) / (T, 1)."""
-    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        raise ValueError(f"{name} must be a tuple (x, y) or (x, y, dt), got {_describe(item)}")
-    x, y = (torch.as_tensor(v) for v in item[:2])
-    if x.dim() != 2:
-        raise ValueError(f"{name}: x must be (T, in), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: x must be a floating point tensor, got dtype {x.dtype}")
-    steps = x.shape[0]
-    if y.dim() < 1 or y.shape[0] != steps:
-        raise ValueError(f"{name}: y must be (T, out) with T={steps} as in x, got shape {tuple(y.shape)}")
-    if len(item) == 3:
-        dt = torch.as_tensor(item[2])
-        if dt.shape not in ((steps,), (steps, 1)):
-            raise ValueError(
-                f"{name}: dt must be (T,) or (T, 1) with T={steps} as in x, got shape {tuple(dt.shape)}"
-            )
-
-
-def _collate(items: list[Any]) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Stack (x, y[, dt]) items into x (B, T, in), y (B, T, ...), dt (B, T) or None."""
-    width = len(items[0])
-    if any(len(item) != width for item in items):
-        raise ValueError("dataset items mix (x, y) and (x, y, dt) tuples; expected one form throughout")
-    columns = []
-    for k, label in enumerate(("x", "y", "dt")[:width]):
-        parts = [torch.as_tensor(item[k]) for item in items]
-        shapes = {tuple(p.shape) for p in parts}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"sequences in a batch must have equal shapes, got {label} shapes {sorted(shapes)}; "
-                "pad them to a common length or use batch_size=1"
-            )
-        columns.append(torch.stack(parts))
-    dt = None
-    if width == 3:
-        dt = columns[2].squeeze(-1) if columns[2].dim() == 3 else columns[2]
-    return columns[0], columns[1], dt
-
-
-def _loader(data: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None) -> DataLoader:
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=_collate)
-
-
-def _split(data: Dataset, val_fraction: float, seed: int | None) -> tuple[Dataset, Dataset]:
-    size = len(data)  # type: ignore[arg-type]
-    n_val = round(size * val_fraction)
-    if n_val < 1 or n_val >= size:
-        raise ValueError(
-            f"val_fraction={val_fraction} of {size} sequences leaves {size - n_val} for training and "
-            f"{n_val} for validation; expected at least one of each"
-        )
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    train, val = random_split(data, [size - n_val, n_val], generator=generator)
-    return train, val
 
 
 # ------------------------------------------------------------------------------------- weights and files
@@ -500,12 +376,6 @@ def _check_arguments(
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     positive_int("early_stopping_patience", patience, allow_none=True)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    return type(value).__name__
 
 
 def _postfix(logs: dict[str, float], result: FitResult) -> str:
