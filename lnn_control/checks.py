@@ -5,6 +5,7 @@
     positive_number("tau", nan, unit=" of seconds") -> "tau must be a positive number of seconds, got nan"
     nonnegative_number("dt", -1.0, where="in infos[0]['dt']") -> "dt must be finite and >= 0, got -1.0 in ..."
     nonnegative_values("dt", dts)             -> "dt must be finite and >= 0, got nan at index (1, 2)"
+    positive_range("jitter", (0.0, 1.5))      -> "jitter lo must be > 0, got lo=0.0"
 
 Each function raises ``error`` (``ValueError`` unless the caller passes its own class, e.g. ``RunError``) with
 a message that names the argument, what was expected and the value received. Integers are ``int`` or numpy
@@ -19,7 +20,7 @@ import math
 import numbers
 from typing import Any, Literal, overload
 
-__all__ = ["nonnegative_number", "nonnegative_values", "positive_int", "positive_number"]
+__all__ = ["nonnegative_number", "nonnegative_values", "positive_int", "positive_number", "positive_range"]
 
 
 def _is_integer(value: Any) -> bool:
@@ -157,3 +158,23 @@ def nonnegative_values(
     bad = float(f"{values[position].item():.7g}")  # float32's digits: -0.99, not -0.9900000095367432
     at = " ".join(f"{a} {i}" for a, i in zip(axes, index, strict=True)) if axes else f"index {position}"
     raise error(_nonnegative_message(name, bad, unit, f"at {at}{f' {where}' if where else ''}"))
+
+
+def positive_range(
+    name: str, value: Any, *, meaning: str = "", error: type[Exception] = ValueError
+) -> tuple[float, float]:
+    """``value`` as a pair ``(lo, hi)`` of finite numbers with ``0 < lo <= hi``.
+
+    ``meaning`` says why lo must be positive (e.g. " (a multiplicative scale)"), appended to that message.
+    """
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise error(f"{name} must be a pair (lo, hi) of numbers, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise error(f"{name} bounds must be finite, got {value!r}")
+    if lo <= 0.0:
+        raise error(f"{name} lo must be > 0{meaning}, got lo={lo}")
+    if lo > hi:
+        raise error(f"{name} must satisfy lo <= hi, got lo={lo} > hi={hi}")
+    return lo, hi

@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from lnn_control import checks
-from lnn_control.checks import nonnegative_number, nonnegative_values, positive_int, positive_number
+from lnn_control.checks import (
+    nonnegative_number,
+    nonnegative_values,
+    positive_int,
+    positive_number,
+    positive_range,
+)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -123,6 +129,29 @@ def test_nonnegative_values_names_axes_when_given() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the module
+def test_positive_range_accepts_ordered_positive_pairs() -> None:
+    assert positive_range("jitter", [0.5, 1.5]) == (0.5, 1.5)
+    assert positive_range("scale", (np.float32(1.0), 1)) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ((0.0, 1.0), "jitter lo must be > 0 (why), got lo=0.0"),
+        ((-1.0, 1.0), "jitter lo must be > 0 (why), got lo=-1.0"),
+        ((1.5, 0.5), "jitter must satisfy lo <= hi, got lo=1.5 > hi=0.5"),
+        ((0.5, math.inf), "jitter bounds must be finite, got (0.5, inf)"),
+        ((1.0,), "jitter must be a pair (lo, hi) of numbers, got (1.0,)"),
+        (1.0, "jitter must be a pair (lo, hi) of numbers, got 1.0"),
+        (("a", 1.0), "jitter must be a pair (lo, hi) of numbers, got ('a', 1.0)"),
+    ],
+)
+def test_positive_range_rejects_with_the_value_in_the_message(value, message) -> None:
+    with pytest.raises(ValueError) as info:
+        positive_range("jitter", value, meaning=" (why)")
+    assert str(info.value) == message
+
+
 def test_checks_imports_only_the_standard_library() -> None:
     """So that every subpackage, ``nn`` and the torch-free export runtime included, may import it."""
     tree = ast.parse(Path(checks.__file__).read_text())

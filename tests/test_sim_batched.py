@@ -383,10 +383,10 @@ def test_per_episode_randomization_resamples_only_reset_envs() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"mass_scale": (1.2, 0.8)}, r"mass_scale needs lo <= hi, got lo=1.2 > hi=0.8"),
-        ({"friction_scale": (0.0, 1.0)}, r"friction_scale lower bound must be > 0"),
-        ({"damping_scale": (-1.0, 1.0)}, r"damping_scale lower bound must be > 0"),
-        ({"actuator_gain_scale": (1.0,)}, r"actuator_gain_scale must be a \(lo, hi\) pair"),
+        ({"mass_scale": (1.2, 0.8)}, r"mass_scale must satisfy lo <= hi, got lo=1.2 > hi=0.8"),
+        ({"friction_scale": (0.0, 1.0)}, r"friction_scale lo must be > 0"),
+        ({"damping_scale": (-1.0, 1.0)}, r"damping_scale lo must be > 0"),
+        ({"actuator_gain_scale": (1.0,)}, r"actuator_gain_scale must be a pair \(lo, hi\) of numbers"),
         ({"mass_scale": (0.5, float("inf"))}, r"mass_scale bounds must be finite"),
         ({"per_episode": "yes"}, r"per_episode must be a bool"),
     ],

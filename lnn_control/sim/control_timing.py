@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lnn_control.checks import nonnegative_number, positive_int
+from lnn_control.checks import nonnegative_number, positive_int, positive_range
 
 __all__ = ["ControlTiming"]
 
@@ -64,16 +64,7 @@ class ControlTiming:
             raise ValueError("jitter and choices are mutually exclusive; give at most one of them")
 
         if self.jitter is not None:
-            jit = tuple(self.jitter)
-            if len(jit) != 2:
-                raise ValueError(f"jitter must be a pair (lo, hi), got {self.jitter!r}")
-            lo, hi = (float(v) for v in jit)
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                raise ValueError(f"jitter bounds must be finite, got {self.jitter!r}")
-            if lo <= 0:
-                raise ValueError(f"jitter lo must be > 0 (a control period cannot be zero), got lo={lo}")
-            if lo > hi:
-                raise ValueError(f"jitter must satisfy lo <= hi, got lo={lo} > hi={hi}")
+            lo, hi = positive_range("jitter", self.jitter, meaning=" (a control period cannot be zero)")
             object.__setattr__(self, "jitter", (lo, hi))
 
         if self.probs is not None and self.choices is None:

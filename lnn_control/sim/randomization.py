@@ -23,11 +23,12 @@ What each scale acts on:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import mujoco
 import numpy as np
+
+from lnn_control.checks import positive_range
 
 Range = tuple[float, float]
 
@@ -37,17 +38,7 @@ __all__ = ["ModelRandomization", "ModelRandomizer"]
 def _check_range(name: str, value: Range | None) -> Range | None:
     if value is None:
         return None
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a (lo, hi) pair of numbers or None, got {value!r}") from err
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name} bounds must be finite, got {value!r}")
-    if lo <= 0.0:
-        raise ValueError(f"{name} lower bound must be > 0 (a multiplicative scale), got {lo}")
-    if lo > hi:
-        raise ValueError(f"{name} needs lo <= hi, got lo={lo} > hi={hi}")
-    return (lo, hi)
+    return positive_range(name, value, meaning=" (a multiplicative scale)")
 
 
 @dataclass(frozen=True)
