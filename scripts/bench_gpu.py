@@ -6,8 +6,9 @@
    ``BatchedMujocoVecEnv`` (all CPU threads) at ``--cpu-size`` envs.
 2. End to end: LiquidPPO with the CfC catalogue agent learning on ``--train-envs`` envs of HalfCheetah, on
    the MJX backend (policy on ``--device``) and on the CPU batched backend: env steps per second of
-   ``learn`` after a warm-up update. LiquidPPO drives envs through SB3's numpy VecEnv API, so here the MJX
-   observations make one host round trip per step (a device-resident rollout is not wired into LiquidPPO yet).
+   ``learn`` after a warm-up update. On MJX the env is a ``TorchVecEnv`` and LiquidPPO's rollouts stay on the
+   device (no host round trip per step; without ``VecNormalize``, whose statistics live on the host); on the
+   CPU backend the agent runs as in the catalogue (numpy VecEnv, ``VecNormalize``).
 
 Prints Markdown tables (same-run ratios) and, with ``--json``/``--md``, writes them to files.
 
@@ -75,12 +76,19 @@ def train(backend: str, n_envs: int, n_steps: int, updates: int, device: str, x6
     from lnn_control.sb3.agents import build_agent
     from lnn_control.sim import make_vec_env
 
-    kwargs = {"backend": "mjx", "x64": x64, "device": device} if backend == "mjx" else {}
-    env = make_vec_env("HalfCheetah-v0", n_envs, seed=0, **kwargs)
+    if backend == "mjx":
+        from lnn_control.sim.mjx import make_torch_vec_env
+
+        env = make_torch_vec_env("HalfCheetah-v0", n_envs, seed=0, x64=x64, device=device)
+        device_kwargs = {"normalize": False}  # device rollouts: observations never visit the host
+    else:
+        env = make_vec_env("HalfCheetah-v0", n_envs, seed=0)
+        device_kwargs = {}
     batch = n_envs * n_steps // 4  # 4 minibatches; a multiple of seq_len = n_steps
     model = build_agent(
         "liquid-ppo-cfc",
         env,
+        **device_kwargs,
         n_steps=n_steps,
         seq_len=n_steps,
         batch_size=batch,

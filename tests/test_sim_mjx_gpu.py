@@ -55,3 +55,21 @@ def test_float32_gpu_step_matches_cpu_backend(env) -> None:
         worst = max(worst, float(np.max(np.abs(o2 - o1) / np.maximum(np.abs(o1), 1.0))))
         np.testing.assert_allclose(r2, r1, rtol=2e-3, atol=2e-3)
     assert worst <= 2e-3, worst  # float32 physics: the documented tolerance (README)
+
+
+def test_liquid_ppo_rollouts_stay_on_the_gpu() -> None:
+    """Env (JAX) and policy (torch) on one GPU: the rollout, its sequence buffer and GAE stay there."""
+    from lnn_control.sb3 import LiquidPPO
+    from lnn_control.sb3.device_rollouts import DeviceRolloutBuffer
+    from lnn_control.sim.mjx import make_torch_vec_env
+
+    venv = make_torch_vec_env("HalfCheetah-NoVel-Jitter-v0", N, seed=0, device="cuda", x64=False)
+    model = LiquidPPO(
+        "LiquidPolicy", venv, n_steps=32, seq_len=32, batch_size=N * 8, n_epochs=1, seed=0, device="cuda"
+    )
+    model.learn(2 * N * 32)
+    buffer = model.rollout_buffer
+    assert isinstance(buffer, DeviceRolloutBuffer)
+    for tensor in (buffer.observations, buffer.returns, buffer.dts, buffer.states):
+        assert tensor.is_cuda and torch.isfinite(tensor).all()
+    assert bool(model.policy.irregular_timing) and len(model.ep_info_buffer) == 0  # HalfCheetah: no ends yet

@@ -336,20 +336,32 @@ def test_torch_vec_env_applies_mask_and_dt_like_the_numpy_wrappers() -> None:
 
     idx = observation_indices("Hopper", "novel", 11)
     ref = VecAppendDt(VecObservationMask(make(), idx), nominal_dt=0.008)
-    tenv = TorchVecEnv(make(), [MaskSpec(kind="novel"), AppendDtSpec()], base="Hopper", nominal_dt=0.008)
+    wrappers = [MaskSpec(kind="novel"), AppendDtSpec()]
+    tenv = TorchVecEnv(make(), wrappers, base="Hopper", nominal_dt=0.008)
+    numpy_api = TorchVecEnv(make(), wrappers, base="Hopper", nominal_dt=0.008)  # the same, through SB3's API
     assert tenv.observation_size == len(idx) + 1 == ref.observation_space.shape[0]
-    np.testing.assert_array_equal(tenv.reset().numpy(), ref.reset())
+    assert numpy_api.observation_space.shape == ref.observation_space.shape
+    first = ref.reset()
+    np.testing.assert_array_equal(tenv.reset_torch().numpy(), first)
+    np.testing.assert_array_equal(numpy_api.reset(), first)
     rng = np.random.default_rng(13)
     ends = 0
     for _ in range(60):
         a = rng.uniform(-1, 1, (N_ENVS, 3))
         o, r, d, infos = ref.step(a)
-        out = tenv.step(torch.from_numpy(a))
+        out = tenv.step_torch(torch.from_numpy(a))
+        o2, r2, d2, infos2 = numpy_api.step(a)
         np.testing.assert_array_equal(out.obs.numpy(), o)
+        np.testing.assert_array_equal(o2, o)
+        np.testing.assert_array_equal(r2, r)
+        np.testing.assert_array_equal(d2, d)
+        assert [i["dt"] for i in infos2] == [i["dt"] for i in infos]
         np.testing.assert_array_equal(out.reward.numpy().astype(np.float32), r)
         np.testing.assert_array_equal((out.terminated | out.truncated).numpy(), d)
         for k in np.flatnonzero(d):
             np.testing.assert_array_equal(out.terminal_obs[k].numpy(), infos[k]["terminal_observation"])
+            np.testing.assert_array_equal(infos2[k]["terminal_observation"], infos[k]["terminal_observation"])
+            assert infos2[k]["TimeLimit.truncated"] == infos[k].get("TimeLimit.truncated", False)
             assert o[k, -1] == 0.008  # a reset observation carries the nominal dt
         ends += int(d.sum())
     assert ends >= 2

@@ -34,7 +34,75 @@ class SequenceRolloutBufferSamples(NamedTuple):
     dts: th.Tensor  # (M, T) float32
 
 
-class _SequenceMixin:
+class ChunkSampler:
+    """Minibatches of whole chunks from ``_chunked``: per-step fields (n_chunks, seq_len, ...) and ``states``
+    (num_layers, n_chunks, S), built by the buffer's ``_prepare`` on first use after a rollout."""
+
+    buffer_size: int
+    n_envs: int
+    seq_len: int
+    device: th.device
+    full: bool
+    generator_ready: bool
+    _chunked: dict[str, Any]
+
+    @property
+    def n_chunks(self) -> int:
+        """Chunks in a full buffer: n_envs * n_steps / seq_len."""
+        return self.n_envs * self.buffer_size // self.seq_len
+
+    def _prepare(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get(  # type: ignore[override]
+        self, batch_size: int | None = None
+    ) -> Generator[SequenceRolloutBufferSamples, None, None]:
+        """Yield minibatches of ``batch_size / seq_len`` random chunks (one pass over the buffer).
+
+        ``batch_size`` counts transitions and must be a multiple of ``seq_len``; None yields the whole
+        buffer at once. When the chunk count is not a multiple of the chunks per minibatch, the left-over
+        chunks (a different random set on each pass) are skipped, so that every minibatch has the same shape.
+        """
+        assert self.full, "the rollout buffer must be full before sampling"
+        batch_size = self.buffer_size * self.n_envs if batch_size is None else batch_size
+        per_batch = batch_size // self.seq_len
+        # validated where the user passes it (LiquidPPO._check_sizes): whole chunks, at most the buffer
+        assert batch_size % self.seq_len == 0 and 1 <= per_batch <= self.n_chunks, f"batch_size {batch_size}"
+        if not self.generator_ready:
+            self._prepare()
+            self.generator_ready = True
+        order = np.random.permutation(self.n_chunks)
+        for start in range(0, self.n_chunks - per_batch + 1, per_batch):
+            yield self._get_samples(order[start : start + per_batch])
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: Any = None
+    ) -> SequenceRolloutBufferSamples:
+        """The chunks ``batch_inds`` (M,) as one minibatch (``env`` normalisation is not supported)."""
+        if env is not None:
+            raise ValueError("SequenceRolloutBuffer stores already-normalised observations; env must be None")
+        idx = th.as_tensor(batch_inds, device=self.device)
+        data = self._chunked
+
+        def flat(tensor: th.Tensor) -> th.Tensor:
+            picked = tensor[idx]
+            return picked.reshape(picked.shape[0] * picked.shape[1], *picked.shape[2:])
+
+        obs = data["observations"]
+        return SequenceRolloutBufferSamples(
+            observations={k: flat(v) for k, v in obs.items()} if isinstance(obs, dict) else flat(obs),
+            actions=flat(data["actions"]),
+            old_values=flat(data["old_values"]),
+            old_log_prob=flat(data["old_log_prob"]),
+            advantages=flat(data["advantages"]),
+            returns=flat(data["returns"]),
+            states=data["states"][:, idx],
+            episode_starts=data["episode_starts"][idx],
+            dts=data["dts"][idx],
+        )
+
+
+class _SequenceMixin(ChunkSampler):
     """Adds state/dt storage and chunked minibatches to an SB3 rollout buffer (array or dict observations)."""
 
     buffer_size: int
@@ -59,11 +127,6 @@ class _SequenceMixin:
         self.states: th.Tensor | None = None
         self._chunked: dict[str, Any] = {}
         super().__init__(*args, **kwargs)
-
-    @property
-    def n_chunks(self) -> int:
-        """Chunks in a full buffer: n_envs * n_steps / seq_len."""
-        return self.n_envs * self.buffer_size // self.seq_len
 
     def reset(self) -> None:
         super().reset()  # type: ignore[misc]
@@ -119,53 +182,6 @@ class _SequenceMixin:
             starts.permute(1, 2, 0, 3).reshape(layers, self.n_chunks, state_size).to(self.device)
         )
         self._chunked = chunked
-
-    def get(  # type: ignore[override]
-        self, batch_size: int | None = None
-    ) -> Generator[SequenceRolloutBufferSamples, None, None]:
-        """Yield minibatches of ``batch_size / seq_len`` random chunks (one pass over the buffer).
-
-        ``batch_size`` counts transitions and must be a multiple of ``seq_len``; None yields the whole
-        buffer at once. When the chunk count is not a multiple of the chunks per minibatch, the left-over
-        chunks (a different random set on each pass) are skipped, so that every minibatch has the same shape.
-        """
-        assert self.full, "the rollout buffer must be full before sampling"
-        batch_size = self.buffer_size * self.n_envs if batch_size is None else batch_size
-        per_batch = batch_size // self.seq_len
-        # validated where the user passes it (LiquidPPO._check_sizes): whole chunks, at most the buffer
-        assert batch_size % self.seq_len == 0 and 1 <= per_batch <= self.n_chunks, f"batch_size {batch_size}"
-        if not self.generator_ready:
-            self._prepare()
-            self.generator_ready = True
-        order = np.random.permutation(self.n_chunks)
-        for start in range(0, self.n_chunks - per_batch + 1, per_batch):
-            yield self._get_samples(order[start : start + per_batch])
-
-    def _get_samples(  # type: ignore[override]
-        self, batch_inds: np.ndarray, env: Any = None
-    ) -> SequenceRolloutBufferSamples:
-        """The chunks ``batch_inds`` (M,) as one minibatch (``env`` normalisation is not supported)."""
-        if env is not None:
-            raise ValueError("SequenceRolloutBuffer stores already-normalised observations; env must be None")
-        idx = th.as_tensor(batch_inds, device=self.device)
-        data = self._chunked
-
-        def flat(tensor: th.Tensor) -> th.Tensor:
-            picked = tensor[idx]
-            return picked.reshape(picked.shape[0] * picked.shape[1], *picked.shape[2:])
-
-        obs = data["observations"]
-        return SequenceRolloutBufferSamples(
-            observations={k: flat(v) for k, v in obs.items()} if isinstance(obs, dict) else flat(obs),
-            actions=flat(data["actions"]),
-            old_values=flat(data["old_values"]),
-            old_log_prob=flat(data["old_log_prob"]),
-            advantages=flat(data["advantages"]),
-            returns=flat(data["returns"]),
-            states=data["states"][:, idx],
-            episode_starts=data["episode_starts"][idx],
-            dts=data["dts"][idx],
-        )
 
 
 class SequenceRolloutBuffer(_SequenceMixin, RolloutBuffer):

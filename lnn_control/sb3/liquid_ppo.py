@@ -20,6 +20,13 @@ from torch.nn import functional as F
 from lnn_control.checks import positive_int
 from lnn_control.sb3.buffers import SequenceDictRolloutBuffer, SequenceRolloutBuffer
 from lnn_control.sb3.carry import RecurrentCarry
+from lnn_control.sb3.device_rollouts import (
+    DeviceCarry,
+    DeviceRolloutBuffer,
+    EpisodeStats,
+    collect_device_rollouts,
+    supports_torch_steps,
+)
 from lnn_control.sb3.liquid_algorithm import LiquidAlgorithmMixin
 from lnn_control.sb3.policies import LiquidActorCriticPolicy, MultiInputLiquidActorCriticPolicy
 
@@ -119,6 +126,7 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
         self.target_kl = target_kl
         self.seq_len = seq_len
         self._carry: RecurrentCarry | None = None
+        self._device_rollout: tuple[DeviceCarry, th.Tensor, EpisodeStats] | None = None
         if _init_setup_model:
             self._setup_model()
 
@@ -175,6 +183,31 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
         self._reset_recurrence()
 
+    def _reset_recurrence(self) -> None:
+        super()._reset_recurrence()
+        self._device_rollout = None  # the device carry restarts from the next reset's observations
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_device_rollout"]
+
+    def _rollout_buffer_for(self, env: VecEnv) -> RolloutBuffer | DeviceRolloutBuffer:
+        """The rollout buffer for ``env``: on the device for an env with ``step_torch``, else SB3's numpy one
+        (rebuilt when ``set_env`` switched between the two kinds)."""
+        on_device = supports_torch_steps(env)
+        if on_device != isinstance(self.rollout_buffer, DeviceRolloutBuffer):
+            buffer_class = DeviceRolloutBuffer if on_device else self.rollout_buffer_class
+            self.rollout_buffer = buffer_class(  # type: ignore[assignment]
+                self.n_steps,
+                self.observation_space,
+                self.action_space,
+                device=self.device,
+                gamma=self.gamma,
+                gae_lambda=self.gae_lambda,
+                n_envs=self.n_envs,
+                seq_len=self.seq_len,
+            )
+        return self.rollout_buffer
+
     # ------------------------------------------------------------------------------------------ rollouts
     def collect_rollouts(
         self,
@@ -183,7 +216,14 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
         rollout_buffer: RolloutBuffer,
         n_rollout_steps: int,
     ) -> bool:
-        """Fill the buffer with ``n_rollout_steps`` steps per env, carrying each env's state and dt."""
+        """Fill the buffer with ``n_rollout_steps`` steps per env, carrying each env's state and dt.
+
+        An env that steps on torch tensors (``step_torch``, e.g. MJX) is driven on the device, without a host
+        copy per step (:mod:`lnn_control.sb3.device_rollouts`).
+        """
+        rollout_buffer = self._rollout_buffer_for(env)
+        if isinstance(rollout_buffer, DeviceRolloutBuffer):
+            return collect_device_rollouts(self, env, callback, rollout_buffer, n_rollout_steps)
         assert isinstance(rollout_buffer, SequenceRolloutBuffer | SequenceDictRolloutBuffer)
         assert self._last_obs is not None, "No previous observation was provided"
         assert self._carry is not None
@@ -303,7 +343,7 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
             return float(th.stack(values).mean().item()) if values else float("nan")
 
         explained_var = explained_variance(
-            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+            _as_numpy(self.rollout_buffer.values).flatten(), _as_numpy(self.rollout_buffer.returns).flatten()
         )
         self.logger.record("train/entropy_loss", mean(entropy_losses))
         self.logger.record("train/policy_gradient_loss", mean(pg_losses))
@@ -336,3 +376,8 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+
+def _as_numpy(values: np.ndarray | th.Tensor) -> np.ndarray:
+    """A buffer's array on the host (the device buffer holds tensors)."""
+    return values.detach().cpu().numpy() if isinstance(values, th.Tensor) else values

@@ -17,7 +17,7 @@ from lnn_control.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "MjxVecEnv": "env",
-    "TorchStep": "env",
+    "TorchStep": "torch_env",
     "TorchVecEnv": "torch_env",
     "make_torch_vec_env": "torch_env",
     "require_mjx": "_deps",
@@ -42,5 +42,5 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from lnn_control.sim.mjx._deps import require_mjx, resolve_device
     from lnn_control.sim.mjx.dlpack import jax_to_torch, torch_to_jax
-    from lnn_control.sim.mjx.env import MjxVecEnv, TorchStep
-    from lnn_control.sim.mjx.torch_env import TorchVecEnv, make_torch_vec_env
+    from lnn_control.sim.mjx.env import MjxVecEnv
+    from lnn_control.sim.mjx.torch_env import TorchStep, TorchVecEnv, make_torch_vec_env

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -38,6 +38,7 @@ from lnn_control.sim.control_timing import ControlTiming
 from lnn_control.sim.mjx._deps import require_mjx, resolve_device
 from lnn_control.sim.randomization import ModelRandomization
 from lnn_control.sim.tasks import known_tasks
+from lnn_control.sim.torch_vec_env import TorchStep
 
 jax, mjx = require_mjx()
 import jax.numpy as jnp  # noqa: E402
@@ -47,26 +48,6 @@ from lnn_control.sim.mjx.dlpack import jax_to_torch, torch_to_jax  # noqa: E402
 from lnn_control.sim.mjx.tasks import JaxTask, make_jax_task  # noqa: E402
 
 __all__ = ["MjxVecEnv", "TorchStep"]
-
-
-class TorchStep(NamedTuple):
-    """One step of :meth:`MjxVecEnv.step_torch`, torch tensors on the env's device (views of JAX buffers).
-
-    Attributes:
-        obs: (n, D) observations; a finished env's holds its reset observation.
-        reward: (n,) rewards.
-        terminated: (n,) bool, the task's termination.
-        truncated: (n,) bool, time-limit truncation (and not terminated).
-        dt: (n,) physical seconds of the step per env.
-        terminal_obs: (n, D) the observations before auto-reset (equal to ``obs`` where not done).
-    """
-
-    obs: Any
-    reward: Any
-    terminated: Any
-    truncated: Any
-    dt: Any
-    terminal_obs: Any
 
 
 #: jitted programs of MjxVecEnv configurations seen in this process (see ``MjxVecEnv._program_key``)

@@ -1,5 +1,7 @@
 """A torch-tensor VecEnv over :class:`MjxVecEnv`: a catalogue entry's observation wrappers applied on the
-env's device, for rollout loops whose policy lives on the same device (no host round trip per step).
+env's device, for rollout loops whose policy lives on the same device (no host round trip per step):
+``LiquidPPO`` trains on it with its rollouts on the device. Its numpy VecEnv API (SB3 tools, evaluation)
+copies each step to the host.
 
 :func:`make_torch_vec_env` builds it from a catalogue entry. The observation mask and the appended dt
 are applied to torch tensors on the device, with the semantics of the numpy wrappers
@@ -17,18 +19,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 
 from lnn_control.sim.catalogue import AppendDtSpec, MaskSpec, TaskSpec, WrapperSpec, get_task
 from lnn_control.sim.make import base_env_args
 from lnn_control.sim.masks import observation_indices
-from lnn_control.sim.mjx.env import MjxVecEnv, TorchStep
+from lnn_control.sim.mjx.env import MjxVecEnv
+from lnn_control.sim.torch_vec_env import TorchStep, TorchVecEnvBase
 
-__all__ = ["TorchVecEnv", "make_torch_vec_env"]
+__all__ = ["TorchStep", "TorchVecEnv", "make_torch_vec_env"]
 
 
-class TorchVecEnv:
-    """``reset() -> obs (n, D)``, ``step(actions (n, nu)) -> TorchStep``: torch tensors on the env's device.
+class TorchVecEnv(TorchVecEnvBase):
+    """``reset_torch() -> obs (n, D)``, ``step_torch(actions (n, nu)) -> TorchStep``: torch tensors on the
+    env's device; SB3's numpy VecEnv API on top (see :class:`~lnn_control.sim.torch_vec_env.TorchVecEnvBase`).
 
     Args:
         env: the MJX env (full task observation).
@@ -45,7 +51,6 @@ class TorchVecEnv:
         nominal_dt: float | None = None,
     ) -> None:
         self.env = env
-        self.num_envs = env.num_envs
         self.nominal_dt = float(env.dt if nominal_dt is None else nominal_dt)
         self._ops: list[tuple[str, Any]] = []
         dim = env.observation_space.shape[0]
@@ -69,7 +74,9 @@ class TorchVecEnv:
                 )
         self.observation_size = dim
         self.action_size = int(env.action_space.shape[0])
-        self.device: torch.device | None = None
+        low = np.full(dim, -np.inf, dtype=env.observation_space.dtype)
+        observation_space = spaces.Box(low, -low, dtype=env.observation_space.dtype)
+        super().__init__(env.num_envs, observation_space, env.action_space)
 
     def _transform(self, obs: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         for i, (op, arg) in enumerate(self._ops):
@@ -82,18 +89,21 @@ class TorchVecEnv:
                 obs = torch.cat((obs, dt.to(obs.dtype)[:, None]), dim=1)
         return obs
 
-    def reset(self) -> torch.Tensor:
+    def reset_torch(self) -> torch.Tensor:
         """Reset every env; observations (n, D) on the env's device."""
         obs = self.env.reset_torch()
         self.device = obs.device
         dt = torch.full((self.num_envs,), self.nominal_dt, dtype=obs.dtype, device=obs.device)
         return self._transform(obs, dt)
 
-    def seed(self, seed: int) -> None:
-        """Seed the next :meth:`reset`."""
-        self.env.seed(seed)
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Seed the next reset."""
+        return list(self.env.seed(seed))
 
-    def step(self, actions: torch.Tensor) -> TorchStep:
+    def close(self) -> None:
+        self.env.close()
+
+    def step_torch(self, actions: torch.Tensor) -> TorchStep:
         """One control step; ``obs`` of a finished env is its reset observation (with the nominal dt
         appended), ``terminal_obs`` the last one of the episode."""
         out = self.env.step_torch(actions)

@@ -1,0 +1,174 @@
+"""LiquidPPO rollouts on the device (envs with ``step_torch``) against the numpy rollout path.
+
+A small pure-torch env (:class:`DriftVecEnv`) follows the device protocol; the same env behind ``VecMonitor``
+(which hides ``step_torch``) runs the numpy path through :class:`TorchVecEnvBase`'s numpy API.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+from lnn_control.sb3 import LiquidPPO
+from lnn_control.sb3.buffers import SequenceRolloutBuffer
+from lnn_control.sb3.device_rollouts import DeviceRolloutBuffer, supports_torch_steps
+from lnn_control.sim.torch_vec_env import TorchStep, TorchVecEnvBase
+
+
+class DriftVecEnv(TorchVecEnvBase):
+    """n unit masses pushed by a bounded force: obs = position only (the velocity must be remembered);
+    reward -x^2; a jittered period (0.5-1.5 x 0.05 s); terminated when |x| > 2, truncated at 25 steps."""
+
+    nominal_dt = 0.05
+
+    def __init__(self, n: int, *, numpy_api: bool = True) -> None:
+        obs_space = spaces.Box(-np.inf, np.inf, (1,), np.float32)
+        super().__init__(n, obs_space, spaces.Box(-1.0, 1.0, (1,), np.float32))
+        self.numpy_api = numpy_api
+        self.generator = torch.Generator().manual_seed(0)
+        self.x, self.v = torch.zeros(n), torch.zeros(n)
+        self.steps = torch.zeros(n, dtype=torch.int64)
+
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        self.generator.manual_seed(0 if seed is None else seed)
+        return [seed] * self.num_envs
+
+    def _restart(self, mask: torch.Tensor) -> None:
+        start = torch.rand(self.num_envs, generator=self.generator) * 2.0 - 1.0
+        self.x = torch.where(mask, start, self.x)
+        self.v = torch.where(mask, 0.0, self.v)
+        self.steps = torch.where(mask, 0, self.steps)
+
+    def reset_torch(self) -> torch.Tensor:
+        self._restart(torch.ones(self.num_envs, dtype=torch.bool))
+        return self.x[:, None].clone()
+
+    def step_torch(self, actions: torch.Tensor) -> TorchStep:
+        dt = self.nominal_dt * (0.5 + torch.rand(self.num_envs, generator=self.generator))
+        self.v = self.v + 20.0 * actions[:, 0].float() * dt
+        self.x = self.x + self.v * dt
+        self.steps += 1
+        terminated = self.x.abs() > 2.0
+        truncated = (self.steps >= 25) & ~terminated
+        reward = -self.x.square()
+        terminal = self.x[:, None].clone()
+        self._restart(terminated | truncated)
+        return TorchStep(self.x[:, None].clone(), reward, terminated, truncated, dt, terminal)
+
+    def step_wait(self):  # type: ignore[no-untyped-def]
+        assert self.numpy_api, "the device rollout must not use the numpy API"
+        return super().step_wait()
+
+
+def _model(env, seed: int = 3) -> LiquidPPO:  # type: ignore[no-untyped-def]
+    return LiquidPPO(
+        "LiquidPolicy",
+        env,
+        n_steps=32,
+        seq_len=8,
+        batch_size=64,
+        n_epochs=2,
+        learning_rate=1e-3,
+        seed=seed,
+        policy_kwargs=dict(cell="cfc", units=8, cell_kwargs=dict(backbone_units=16)),
+    )
+
+
+def test_the_device_protocol_is_checked_on_the_env_itself() -> None:
+    env = DriftVecEnv(2)
+    assert supports_torch_steps(env)
+    assert not supports_torch_steps(VecMonitor(env))  # a wrapper forwards step_torch, which would bypass it
+    assert not supports_torch_steps(VecNormalize(env))
+
+
+def test_device_and_numpy_rollouts_train_the_same_policy() -> None:
+    """Same seeds: the device path (no host copy per step) and the numpy path (RecurrentCarry over the
+    env's numpy API) collect the same rollouts and reach the same parameters after two updates."""
+    torch.set_num_threads(1)
+    on_device = _model(DriftVecEnv(4, numpy_api=False)).learn(256)
+    on_host = _model(VecMonitor(DriftVecEnv(4))).learn(256)
+    assert isinstance(on_device.rollout_buffer, DeviceRolloutBuffer)
+    assert isinstance(on_host.rollout_buffer, SequenceRolloutBuffer)
+    device_buffer, host_buffer = on_device.rollout_buffer, on_host.rollout_buffer
+    for name in ("observations", "actions", "rewards", "values", "log_probs", "dts", "advantages", "returns"):
+        host = np.asarray(getattr(host_buffer, name), dtype=np.float32).reshape(32, 4, -1)
+        device = getattr(device_buffer, name).numpy().reshape(32, 4, -1)
+        np.testing.assert_allclose(device, host, rtol=1e-4, atol=1e-5, err_msg=name)
+    np.testing.assert_array_equal(
+        device_buffer.episode_starts.numpy(), host_buffer.episode_starts.astype(bool)
+    )
+    torch.testing.assert_close(device_buffer.states, host_buffer.states, rtol=1e-4, atol=1e-5)
+    for p_device, p_host in zip(on_device.policy.parameters(), on_host.policy.parameters(), strict=True):
+        torch.testing.assert_close(p_device, p_host, rtol=1e-4, atol=1e-5)
+    # episode statistics without a Monitor: the same episodes as VecMonitor's
+    device_eps = [(round(e["r"], 3), e["l"]) for e in on_device.ep_info_buffer]
+    host_eps = [(round(e["r"], 3), e["l"]) for e in on_host.ep_info_buffer]
+    assert device_eps == host_eps and len(device_eps) > 4
+    assert bool(on_device.policy.irregular_timing) and bool(on_host.policy.irregular_timing)
+    assert on_device.num_timesteps == on_host.num_timesteps == 256
+
+
+def test_truncations_are_bootstrapped_on_the_device() -> None:
+    """A truncated step's stored reward gains gamma * V(terminal observation); a terminated one does not."""
+    model = _model(DriftVecEnv(4, numpy_api=False))
+    model.learn(128)
+    buffer = model.rollout_buffer
+    host = _model(VecMonitor(DriftVecEnv(4))).learn(128).rollout_buffer
+    np.testing.assert_allclose(buffer.rewards.numpy(), host.rewards, rtol=1e-4, atol=1e-5)
+    assert np.any(host.episode_starts[1:])  # episodes did end inside the rollout
+
+
+def test_gae_on_the_device_matches_sb3() -> None:
+    g = torch.Generator().manual_seed(0)
+    obs_space, act_space = spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (2,))
+    device = DeviceRolloutBuffer(16, obs_space, act_space, gamma=0.97, gae_lambda=0.9, n_envs=5, seq_len=4)
+    reference = RolloutBuffer(16, obs_space, act_space, gamma=0.97, gae_lambda=0.9, n_envs=5)
+    for _ in range(16):
+        obs, act = torch.randn(5, 3, generator=g), torch.randn(5, 2, generator=g)
+        reward, value, log_prob = (torch.randn(5, generator=g) for _ in range(3))
+        start = torch.rand(5, generator=g) < 0.2
+        device.add(obs, act, reward, start, value[:, None], log_prob, torch.zeros(1, 5, 2), torch.ones(5))
+        reference.add(obs.numpy(), act.numpy(), reward.numpy(), start.numpy(), value[:, None], log_prob)
+    last_values, dones = torch.randn(5, 1, generator=g), torch.rand(5, generator=g) < 0.3
+    device.compute_returns_and_advantage(last_values, dones)
+    reference.compute_returns_and_advantage(last_values, dones.numpy())
+    np.testing.assert_allclose(device.advantages.numpy(), reference.advantages, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(device.returns.numpy(), reference.returns, rtol=1e-5, atol=1e-6)
+
+
+def test_device_buffer_minibatches_are_whole_chunks() -> None:
+    obs_space, act_space = spaces.Box(-1, 1, (1,)), spaces.Box(-1, 1, (1,))
+    buffer = DeviceRolloutBuffer(8, obs_space, act_space, n_envs=3, seq_len=4)
+    for t in range(8):  # observation = 10 * env + step, to read back where each chunk came from
+        obs = torch.tensor([[10.0 * e + t] for e in range(3)])
+        state = torch.full((1, 3, 2), float(t))
+        zeros, no_start = torch.zeros(3), torch.zeros(3, dtype=torch.bool)
+        buffer.add(obs, obs, zeros, no_start, zeros[:, None], zeros, state, torch.ones(3))
+    buffer.compute_returns_and_advantage(torch.zeros(3, 1), torch.zeros(3, dtype=torch.bool))
+    batches = list(buffer.get(8))
+    assert len(batches) == 3  # 6 chunks of 4 steps, 2 per minibatch
+    for batch in batches:
+        chunks = batch.observations.reshape(2, 4)
+        assert torch.equal(chunks[:, 1:] - chunks[:, :-1], torch.ones(2, 3))  # consecutive steps of one env
+        assert torch.equal(batch.states[0, :, 0], chunks[:, 0] % 10)  # the state before each chunk's start
+
+
+def test_set_env_switches_between_device_and_numpy_rollouts() -> None:
+    model = _model(DriftVecEnv(4, numpy_api=False))
+    model.learn(128)
+    assert isinstance(model.rollout_buffer, DeviceRolloutBuffer)
+    model.set_env(VecMonitor(DriftVecEnv(4)))
+    model.learn(128, reset_num_timesteps=False)
+    assert isinstance(model.rollout_buffer, SequenceRolloutBuffer)
+    model.set_env(DriftVecEnv(4, numpy_api=False))
+    model.learn(128, reset_num_timesteps=False)
+    assert isinstance(model.rollout_buffer, DeviceRolloutBuffer) and model.num_timesteps == 384
+
+
+def test_device_rollouts_refuse_non_box_spaces() -> None:
+    with pytest.raises(ValueError, match="device rollouts take Box observations"):
+        DeviceRolloutBuffer(8, spaces.Discrete(3), spaces.Box(-1, 1, (1,)), seq_len=4)
