@@ -43,6 +43,7 @@ TASKS = [
     pytest.param("Ant", marks=ANT_UPSTREAM),
     "InvertedPendulum",
     "Swimmer",
+    "InvertedDoublePendulum",
 ]
 N_ENVS = 6
 RTOL_STEP = 1e-9
@@ -67,7 +68,8 @@ def _compile_cache(tmp_path_factory: pytest.TempPathFactory):
 def _timing(task: str) -> ControlTiming:
     if task == "HalfCheetah":  # the catalogue's jitter entry, so that test_wrapper_layout reuses the compile
         return get_task("HalfCheetah-Jitter-v0").timing
-    fs = {"Hopper": 4, "Walker2d": 4, "Ant": 5, "InvertedPendulum": 2, "Swimmer": 4}[task]
+    frame_skips = {"Hopper": 4, "Walker2d": 4, "Ant": 5, "InvertedPendulum": 2, "Swimmer": 4}
+    fs = {**frame_skips, "InvertedDoublePendulum": 5}[task]
     return ControlTiming(frame_skip=fs, jitter=(0.5, 1.5), drop_prob=0.2, max_consecutive_drops=1)
 
 
@@ -151,6 +153,7 @@ def test_trajectory_parity_50_steps(task: str) -> None:
     cpu, gpu = _pair(task)
     cpu.seed(3)
     cpu.reset()
+    gpu.reset()  # episode step counters back to 0, as the CPU env's
     resync(cpu, gpu)
     rng = np.random.default_rng(4)
     per_env = np.zeros(N_ENVS)  # worst relative error of each env over the 50 steps

@@ -318,8 +318,54 @@ class InvertedPendulum(JaxTask):
         return qpos, self._uniform(kv, s, self.nv, dtype)
 
 
+class InvertedDoublePendulum(JaxTask):
+    """Reads the tip site and the constraint force of the last substep, as the numpy task (and Gymnasium)."""
+
+    name = "InvertedDoublePendulum"
+
+    def observe(self, d: Any) -> jax.Array:
+        return jnp.concatenate(
+            (
+                d.qpos[:1],
+                jnp.sin(d.qpos[1:]),
+                jnp.cos(d.qpos[1:]),
+                jnp.clip(d.qvel, -10, 10),
+                jnp.clip(d.qfrc_constraint, -10, 10)[:1],
+            )
+        )
+
+    def evaluate(self, before: Any, d: Any, action: jax.Array, dt: jax.Array) -> tuple[Any, Any, Info]:
+        x, y = d.site_xpos[0, 0], d.site_xpos[0, 2]
+        terminated = y <= 1
+        dist_penalty = 0.01 * x**2 + (y - 2) ** 2
+        vel_penalty = 1e-3 * d.qvel[1] ** 2 + 5e-3 * d.qvel[2] ** 2
+        alive_bonus = self.params["healthy_reward"] * (~terminated).astype(x.dtype)
+        info = {
+            "reward_survive": alive_bonus,
+            "distance_penalty": -dist_penalty,
+            "velocity_penalty": -vel_penalty,
+        }
+        return alive_bonus - dist_penalty - vel_penalty, terminated, info
+
+    def sample_reset(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        s = self.params["reset_noise_scale"]
+        kq, kv = jax.random.split(key)
+        dtype = jnp.result_type(float)
+        qpos = jnp.asarray(self.init_qpos, dtype) + self._uniform(kq, s, self.nq, dtype)
+        return qpos, s * jax.random.normal(kv, (self.nv,), dtype)
+
+
 JAX_TASKS: dict[str, type[JaxTask]] = {
-    cls.name: cls for cls in (HalfCheetah, Hopper, Walker2d, Ant, Swimmer, InvertedPendulum)
+    cls.name: cls
+    for cls in (
+        HalfCheetah,
+        Hopper,
+        Walker2d,
+        Ant,
+        Swimmer,
+        InvertedPendulum,
+        InvertedDoublePendulum,
+    )
 }
 
 
