@@ -81,6 +81,14 @@ class JaxTask:
     def _uniform(self, key: jax.Array, scale: float, size: int, dtype: Any) -> jax.Array:
         return jax.random.uniform(key, (size,), dtype=dtype, minval=-scale, maxval=scale)
 
+    def _uniform_qpos_normal_qvel(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``qpos0 + U(-s, s)``, ``qvel ~ N(0, s^2)`` for reset noise scale s (Ant, InvertedDoublePendulum)."""
+        s = self.params["reset_noise_scale"]
+        kq, kv = jax.random.split(key)
+        dtype = jnp.result_type(float)
+        qpos = jnp.asarray(self.init_qpos, dtype) + self._uniform(kq, s, self.nq, dtype)
+        return qpos, s * jax.random.normal(kv, (self.nv,), dtype)
+
 
 def _dtype(d: Any) -> Any:
     return d.qpos.dtype
@@ -287,11 +295,7 @@ class Ant(JaxTask):
         return reward, terminated, info
 
     def sample_reset(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        s = self.params["reset_noise_scale"]
-        kq, kv = jax.random.split(key)
-        dtype = jnp.result_type(float)
-        qpos = jnp.asarray(self.init_qpos, dtype) + self._uniform(kq, s, self.nq, dtype)
-        return qpos, s * jax.random.normal(kv, (self.nv,), dtype)
+        return self._uniform_qpos_normal_qvel(key)
 
     def reset_info(self, d: Any) -> Info:
         xy = d.qpos[0:2]
@@ -348,25 +352,11 @@ class InvertedDoublePendulum(JaxTask):
         return alive_bonus - dist_penalty - vel_penalty, terminated, info
 
     def sample_reset(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        s = self.params["reset_noise_scale"]
-        kq, kv = jax.random.split(key)
-        dtype = jnp.result_type(float)
-        qpos = jnp.asarray(self.init_qpos, dtype) + self._uniform(kq, s, self.nq, dtype)
-        return qpos, s * jax.random.normal(kv, (self.nv,), dtype)
+        return self._uniform_qpos_normal_qvel(key)
 
 
-JAX_TASKS: dict[str, type[JaxTask]] = {
-    cls.name: cls
-    for cls in (
-        HalfCheetah,
-        Hopper,
-        Walker2d,
-        Ant,
-        Swimmer,
-        InvertedPendulum,
-        InvertedDoublePendulum,
-    )
-}
+_CLASSES = (HalfCheetah, Hopper, Walker2d, Ant, Swimmer, InvertedPendulum, InvertedDoublePendulum)
+JAX_TASKS: dict[str, type[JaxTask]] = {cls.name: cls for cls in _CLASSES}
 
 
 def make_jax_task(name: str, model: Any = None, **kwargs: Any) -> JaxTask:
