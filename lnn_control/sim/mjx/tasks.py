@@ -82,7 +82,7 @@ class JaxTask:
         return jax.random.uniform(key, (size,), dtype=dtype, minval=-scale, maxval=scale)
 
     def _uniform_qpos_normal_qvel(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``qpos0 + U(-s, s)``, ``qvel ~ N(0, s^2)`` for reset noise scale s (Ant, InvertedDoublePendulum)."""
+        """qpos0 + U(-s, s) and qvel ~ N(0, s^2), s the reset noise scale (Ant, InvertedDoublePendulum)."""
         s = self.params["reset_noise_scale"]
         kq, kv = jax.random.split(key)
         dtype = jnp.result_type(float)
