@@ -1,8 +1,9 @@
 """Benchmark: liquid cells against ncps and torch.nn.LSTM/GRU, all rows measured in the same run.
 
 Prints one table: forward+backward time of a (B=64, T=128, in=17) sequence and single-step (B=1) inference
-latency, medians over repeats, with ratios to nn.LSTM-64 and to the ncps counterpart. torch runs on one
-thread. Usage: ``python scripts/bench_cells.py [--repeats N] [--quick] [--no-ncps] [--strict]``.
+latency (our cells through ``step``), medians over repeats, with ratios to nn.LSTM-64 and to the ncps
+counterpart. torch runs on one thread.
+Usage: ``python scripts/bench_cells.py [--repeats N] [--quick] [--no-ncps] [--strict]``.
 
 A guard line follows the table: a sparse wiring's fwd+bwd time over the dense cell's, for the compiled LTC
 kernel, whose cost should follow the synapse count (AutoNCP(64, 8) has ~15% of the dense synapses and measured
@@ -66,10 +67,21 @@ def train_step(model: nn.Module) -> Callable[[], None]:
 
 
 def inference_step(model: nn.Module) -> Callable[[], None]:
+    """One control step at B = 1 under no_grad: our cells through ``step`` (the path of ``predict``, the
+    rollouts and the export), the others through their forward of a length-1 sequence."""
     x = torch.randn(1, 1, INPUTS)
     dt = torch.full((1, 1), 0.05)
     with torch.no_grad():
         _, h = model(x, dt=dt)
+    if isinstance(model, Ours):
+        x_t = x[:, 0]
+
+        def one_step() -> None:
+            nonlocal h
+            with torch.no_grad():
+                _, h = model.one_step(x_t, h, dt)
+
+        return one_step
 
     def step() -> None:
         nonlocal h
@@ -102,6 +114,9 @@ class Ours(nn.Module):
     def forward(self, x, dt=None, h=None):
         return self.model(x, h0=h, dt=dt)
 
+    def one_step(self, x, h, dt):
+        return self.model.step(x, h, dt)
+
 
 class OursTorchLoop(Ours):
     """Our cell on its torch loop (the fallback where the compiled kernels cannot run)."""
@@ -109,6 +124,10 @@ class OursTorchLoop(Ours):
     def forward(self, x, dt=None, h=None):
         with ltc_native.disabled(), cfc_native.disabled():
             return self.model(x, h0=h, dt=dt)
+
+    def one_step(self, x, h, dt):
+        with ltc_native.disabled(), cfc_native.disabled():
+            return self.model.step(x, h, dt)
 
 
 def machine() -> str:
