@@ -537,3 +537,24 @@ def test_every_command_has_help_with_examples(capsys):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "examples:" in text and f"lnn-control {command}" in text
+
+
+def test_an_unbatched_run_takes_the_sweeps_physics_threads_argument(tmp_path, monkeypatch):
+    """Sweeps pass nthread=1 to every run; a run on Gymnasium envs (batched: false) has no physics threads
+    to set and must build its envs all the same."""
+    from lnn_control.runs import training
+    from lnn_control.runs.config import RunSpec
+
+    built: list = []
+
+    def spy(model, run_dir, resolved, eval_env, *args, **kwargs):
+        built.append(type(model.get_env().unwrapped).__name__)
+        model.get_env().close()
+        eval_env.close()
+        raise _StopBeforeLearning
+
+    monkeypatch.setattr(training, "_learn", spy)
+    spec = RunSpec(env="InvertedPendulum-v0", agent="ppo-mlp", timesteps=256, n_envs=2, batched=False)
+    with pytest.raises(_StopBeforeLearning):
+        training.train(spec, tmp_path / "run", quiet=True, handle_signals=False, nthread=1)
+    assert built == ["DummyVecEnv"]

@@ -95,8 +95,8 @@ def test_bound_substeps_covers_max_dt() -> None:
     ("kwargs", "match"),
     [
         (dict(max_substeps=4), "needs max_step|has max_step=None"),
-        (dict(max_step=0.1, unfolds=3, max_substeps=2), r"max_substeps must be an integer >= unfolds \(3\)"),
-        (dict(max_step=0.1, max_substeps=2.5), "got 2.5"),
+        (dict(max_step=0.1, unfolds=3, max_substeps=2), r"max_substeps must be >= unfolds \(3\), got 2"),
+        (dict(max_step=0.1, max_substeps=2.5), "max_substeps must be a positive integer, got 2.5"),
     ],
 )
 def test_bad_max_substeps_are_refused(kwargs: dict, match: str) -> None:

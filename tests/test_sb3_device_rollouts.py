@@ -172,3 +172,57 @@ def test_set_env_switches_between_device_and_numpy_rollouts() -> None:
 def test_device_rollouts_refuse_non_box_spaces() -> None:
     with pytest.raises(ValueError, match="device rollouts take Box observations"):
         DeviceRolloutBuffer(8, spaces.Discrete(3), spaces.Box(-1, 1, (1,)), seq_len=4)
+
+
+class NaNAfterEnv(DriftVecEnv):
+    """Returns a NaN position for env 1 from its 5th step on."""
+
+    def step_torch(self, actions: torch.Tensor) -> TorchStep:
+        out = super().step_torch(actions)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls >= 5:
+            out.obs[1, 0] = float("nan")
+        return out
+
+
+def test_a_nan_observation_on_the_device_is_a_clear_error_before_any_update() -> None:
+    model = _model(NaNAfterEnv(4, numpy_api=False))
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    with pytest.raises(ValueError, match=r"observation nan at rollout step 5, \(env, feature\) \(1, 0\)"):
+        model.learn(128)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+
+
+def test_device_rollouts_need_the_nominal_period() -> None:
+    env = DriftVecEnv(2, numpy_api=False)
+    env.nominal_dt = None  # type: ignore[assignment]
+    with (
+        pytest.warns(UserWarning, match="no 'dt' attribute"),  # the numpy carry's warning, at set-up
+        pytest.raises(ValueError, match="device rollouts need the env's nominal control period"),
+    ):
+        _model(env).learn(64)
+
+
+def test_sb3_callbacks_read_dones_on_the_device_path() -> None:
+    """SB3's StopTrainingOnMaxEpisodes sums locals()['dones'] with numpy at every step."""
+    from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
+
+    model = _model(DriftVecEnv(4, numpy_api=False))
+    model.learn(10_000, callback=StopTrainingOnMaxEpisodes(max_episodes=3))
+    assert model.num_timesteps < 10_000  # stopped by the episode count
+
+
+def test_a_negative_dt_in_a_device_rollout_is_named() -> None:
+    from lnn_control.sb3.device_rollouts import check_rollout
+
+    obs_space, act_space = spaces.Box(-1, 1, (1,)), spaces.Box(-1, 1, (1,))
+    buffer = DeviceRolloutBuffer(4, obs_space, act_space, n_envs=2, seq_len=4)
+    for t in range(4):
+        dt = torch.tensor([0.05, -0.01 if t == 2 else 0.05])
+        zeros = torch.zeros(2)
+        buffer.add(torch.zeros(2, 1), torch.zeros(2, 1), zeros, zeros.bool(), zeros[:, None], zeros,
+                   torch.zeros(1, 2, 3), dt)  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"dt -0.0099\d* at \(rollout step, env, ...\) \(2, 1\); expected finite"
+    ):
+        check_rollout(buffer, torch.zeros(2, 1))

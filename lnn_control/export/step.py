@@ -170,23 +170,13 @@ class ActorStep(nn.Module):
         return a, h_new
 
     def _core_step(self, x: Tensor, h: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, F), h (B, L * S), dt (B, 1) -> y (B, out), h' (B, L * S)."""
-        layers = h.reshape(-1, self.num_layers, self.state_size)
-        if self.is_liquid:
-            layer_input = x.unsqueeze(1)
-            finals = []
-            for i, cell in enumerate(self.core.cells):
-                # one layer: h is its state as is (fewer reshapes in the traced graph)
-                h_i = h if self.num_layers == 1 else layers[:, i]
-                layer_input, h_last = cell.forward_sequence(layer_input, h_i, dt, None)
-                finals.append(h_last)
-            y = layer_input[:, 0]
-            if self.core.proj is not None:
-                y = self.core.proj(y)
-            return y, finals[0] if len(finals) == 1 else torch.cat(finals, dim=1)
-        y, h_n = self.core(x.unsqueeze(1), h0=layers.transpose(0, 1), dt=None)
-        # LSTM/GRU ignore dt; the no-op use keeps ``dt`` an input of the traced graph (uniform signature).
-        return y[:, 0] + 0.0 * dt, h_n.transpose(0, 1).reshape(-1, self.state_dim)
+        """x (B, F), h (B, L * S), dt (B, 1) in time units -> y (B, out), h' (B, L * S), through the core's
+        one-step path (``LiquidRNN.step`` / ``TorchRNN.step``)."""
+        layers = h.reshape(-1, self.num_layers, self.state_size).transpose(0, 1)  # (L, B, S)
+        y, h_n = self.core.step(x, layers, dt)
+        if not self.is_liquid:  # LSTM/GRU ignore dt; the no-op keeps ``dt`` an input of the traced graph
+            y = y + 0.0 * dt
+        return y, h_n.transpose(0, 1).reshape(-1, self.state_dim)
 
 
 def _f32(values: np.ndarray | None, size: int, default: float) -> Tensor:

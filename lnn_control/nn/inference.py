@@ -19,7 +19,9 @@ def inference_copy(module: nn.Module) -> nn.Module:
     The liquid cells record their wiring in the state dict as *extra state* (a dict), so that a checkpoint
     rebuilds it; tracers copy the state dict and expect tensors there. In the copy, every module with extra
     state becomes an instance of a subclass without it; weights, buffers and behaviour are unchanged, and
-    the original module is untouched.
+    the original module is untouched. The copy is for tracing and running, not for saving: its classes
+    are made at run time, so pickle (``torch.save`` of the module) refuses it; save the original's
+    ``state_dict`` instead.
     """
     clone = copy.deepcopy(module).cpu().float().eval()
     clone.requires_grad_(False)  # an inference-only copy: tracers may then fold derived weights

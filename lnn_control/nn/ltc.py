@@ -323,12 +323,9 @@ class LTCCell(LiquidCell):
                     f"max_substeps={max_substeps!r} bounds the substeps that max_step adds; this cell has "
                     "max_step=None and always takes unfolds substeps"
                 )
-            too_small = isinstance(max_substeps, int) and max_substeps < self.unfolds
-            if isinstance(max_substeps, bool) or not isinstance(max_substeps, int) or too_small:
-                raise ValueError(
-                    f"max_substeps must be an integer >= unfolds ({self.unfolds}) or None, "
-                    f"got {max_substeps!r}"
-                )
+            max_substeps = positive_int("max_substeps", max_substeps)
+            if max_substeps < self.unfolds:
+                raise ValueError(f"max_substeps must be >= unfolds ({self.unfolds}), got {max_substeps}")
         self.max_substeps = max_substeps
 
     def bound_substeps(self, max_dt: float) -> int | None:

@@ -97,7 +97,9 @@ def _logger(quiet: bool) -> Callable[[str], None]:
 
 
 def _run_env(resolved: ResolvedRun, n_envs: int, seed: int, nthread: int | None) -> VecEnv:
-    """``n_envs`` envs of the run's task: monitored, NaN-checked, batched as the run says."""
+    """``n_envs`` envs of the run's task: monitored, NaN-checked, batched as the run says (``nthread``, the
+    physics threads, applies to the batched env only)."""
+    nthread = nthread if resolved.batched else None
     return make_vec_env(
         resolved.task, n_envs, batched=resolved.batched, seed=seed, nthread=nthread, check_nan=True
     )

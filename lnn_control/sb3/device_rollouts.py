@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.utils import get_device
 
 from lnn_control.sb3.buffers import ChunkSampler
 
@@ -29,6 +30,8 @@ __all__ = [
     "DeviceCarry",
     "DeviceRolloutBuffer",
     "EpisodeStats",
+    "HostView",
+    "check_rollout",
     "collect_device_rollouts",
     "supports_torch_steps",
 ]
@@ -44,15 +47,6 @@ def supports_torch_steps(env: Any) -> bool:
     """
     cls = type(env)
     return callable(getattr(cls, "step_torch", None)) and callable(getattr(cls, "reset_torch", None))
-
-
-__all__ = [
-    "DeviceCarry",
-    "DeviceRolloutBuffer",
-    "EpisodeStats",
-    "collect_device_rollouts",
-    "supports_torch_steps",
-]
 
 
 class DeviceRolloutBuffer(ChunkSampler):
@@ -81,7 +75,7 @@ class DeviceRolloutBuffer(ChunkSampler):
             )
         assert seq_len >= 1 and buffer_size % seq_len == 0, f"n_steps {buffer_size}, seq_len {seq_len}"
         self.buffer_size, self.n_envs, self.seq_len = buffer_size, n_envs, seq_len
-        self.device = th.device("cpu") if device == "auto" else th.device(device)
+        self.device = get_device(device)
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.obs_shape = tuple(observation_space.shape)
         self.action_dim = int(np.prod(action_space.shape))
@@ -253,16 +247,76 @@ class DeviceCarry:
         return bootstrap
 
 
+class HostView:
+    """A device tensor that callbacks may read as a numpy array (``np.asarray``, ``np.sum``, indexing): the
+    host copy is made only when read, so callbacks that ignore it cost nothing."""
+
+    def __init__(self, tensor: th.Tensor) -> None:
+        self.tensor = tensor
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.tensor.detach().cpu().numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.tensor)
+
+    def __getitem__(self, index: Any) -> Any:
+        return np.asarray(self)[index]
+
+
+def _first_bad(name: str, values: th.Tensor, where: str) -> str | None:
+    """The error message for the first non-finite (or, for dt, negative) entry of ``values``, or None."""
+    bad = ~th.isfinite(values)
+    if name == "dt":
+        bad |= values < 0
+    if not bool(bad.any()):
+        return None
+    index = tuple(int(i) for i in bad.nonzero()[0])
+    expected = "finite and >= 0" if name == "dt" else "finite"
+    return (
+        f"the env returned {name} {values[index].item()} at {where} {index}; expected {expected}. Nothing "
+        "was trained on this rollout; reset the env before training on"
+    )
+
+
+def check_rollout(buffer: DeviceRolloutBuffer, last_obs: th.Tensor) -> None:
+    """A non-finite observation or reward, or a dt that is negative or non-finite, anywhere in the rollout is
+    a clear error: one check per rollout, not per step (the device loop never reads the host), raised before
+    the update, so the policy is untouched."""
+    for name, values in (
+        ("observation", buffer.observations),
+        ("reward", buffer.rewards),
+        ("dt", buffer.dts),
+    ):
+        message = _first_bad(name, values, "(rollout step, env, ...)")
+        if message is not None:
+            raise ValueError(message)
+    message = _first_bad("observation", last_obs, "the rollout's last step, (env, feature)")
+    if message is not None:
+        raise ValueError(message)
+
+
 def collect_device_rollouts(
     algo: Any, env: Any, callback: Any, buffer: DeviceRolloutBuffer, n_rollout_steps: int
 ) -> bool:
     """LiquidPPO's ``collect_rollouts`` on an env with ``step_torch``: ``n_rollout_steps`` steps of every env
-    into ``buffer``, all on the device. Returns False when a callback stops training."""
+    into ``buffer``, all on the device. Returns False when a callback stops training.
+
+    Callbacks see ``locals()`` as in SB3, except that ``dones`` is a :class:`HostView` of the device tensor
+    and ``infos`` are empty dicts: episode statistics reach ``ep_info_buffer`` (and the logger) at the end
+    of each rollout, not per step.
+    """
     policy = algo.policy
     device = policy.device
     if algo._device_rollout is None:  # a new run or restart: from the observations of SB3's reset
         nominal = algo._carry.nominal_dt() if algo._carry is not None else None
-        carry = DeviceCarry(policy, env.num_envs, 1.0 if nominal is None else nominal)
+        if nominal is None:
+            raise ValueError(
+                "device rollouts need the env's nominal control period: env.get_attr('dt') must give it "
+                "(TorchVecEnvBase subclasses set nominal_dt)"
+            )
+        carry = DeviceCarry(policy, env.num_envs, nominal)
         obs = th.as_tensor(np.asarray(algo._last_obs), dtype=th.float32, device=device)
         algo._device_rollout = (carry, obs, EpisodeStats(env.num_envs, device))
     carry, obs, stats = algo._device_rollout
@@ -272,33 +326,46 @@ def collect_device_rollouts(
         policy.reset_noise(env.num_envs)
     callback.on_rollout_start()
     infos: list[dict[str, Any]] = [{} for _ in range(env.num_envs)]  # SB3 callbacks read locals()["infos"]
-    dones = carry.starts
+    env_device = getattr(
+        env, "device", None
+    )  # a torch env's device (MJX's is a JAX device: it copies itself)
+    env_device = env_device if isinstance(env_device, th.device) else None
+    done_tensor = carry.starts
     for n_steps in range(n_rollout_steps):
         if algo.use_sde and algo.sde_sample_freq > 0 and n_steps % algo.sde_sample_freq == 0:
             policy.reset_noise(env.num_envs)
         state, starts, dts = carry.state, carry.starts, carry.dts
-        actions, values, log_prob, new_state = carry.act(obs)
-        step = env.step_torch(carry.env_actions(actions))
+        try:
+            actions, values, log_prob, new_state = carry.act(obs)
+        except ValueError:  # torch's distribution check saw the NaN first: say where it came from
+            message = _first_bad("observation", obs, f"rollout step {n_steps}, (env, feature)")
+            if message is None:
+                raise
+            raise ValueError(message) from None
+        env_actions = carry.env_actions(actions)
+        step = env.step_torch(env_actions if env_device is None else env_actions.to(env_device))
         algo.num_timesteps += env.num_envs
-        dones = (step.terminated | step.truncated).to(device)
+        done_tensor = (step.terminated | step.truncated).to(device)
+        dones = HostView(done_tensor)
         callback.update_locals(locals())
         if not callback.on_step():
             return False
         rewards = step.reward.to(device, th.float32)
-        stats.step(rewards, dones)
+        stats.step(rewards, done_tensor)
         rewards = rewards + carry.observe(new_state, step, algo.gamma)
         buffer.add(obs, actions, rewards, starts, values, log_prob, state, dts)
         obs = step.obs.to(device, th.float32)
         algo._device_rollout = (carry, obs, stats)
+    check_rollout(buffer, obs)
     with th.no_grad():
         last_values = policy.predict_values(obs, carry.state, carry.starts, carry.dts)
-    buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+    buffer.compute_returns_and_advantage(last_values=last_values, dones=done_tensor)
     # once per rollout on the host: episode statistics, the timing flag, the observation SB3 keeps
     algo.ep_info_buffer.extend(stats.pop_finished())
     if carry.irregular and not policy.irregular_timing:
         policy.irregular_timing.fill_(True)
     algo._last_obs = obs.cpu().numpy()
-    algo._last_episode_starts = dones.cpu().numpy()
+    algo._last_episode_starts = done_tensor.cpu().numpy()
     callback.update_locals(locals())
     callback.on_rollout_end()
     return True

@@ -181,6 +181,8 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
             if isinstance(self.clip_range_vf, (float, int)) and self.clip_range_vf <= 0:
                 raise ValueError(f"clip_range_vf must be > 0 (or None to disable), got {self.clip_range_vf}")
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
+        if self.env is not None:
+            self._rollout_buffer_for(self.env)  # the device buffer from the start for a torch-stepping env
         self._reset_recurrence()
 
     def _reset_recurrence(self) -> None:
@@ -195,6 +197,8 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
         (rebuilt when ``set_env`` switched between the two kinds)."""
         on_device = supports_torch_steps(env)
         if on_device != isinstance(self.rollout_buffer, DeviceRolloutBuffer):
+            if self._carry is not None and self.num_timesteps > 0:
+                self._reset_recurrence()  # the other path's carry is stale: every env restarts its state
             buffer_class = DeviceRolloutBuffer if on_device else self.rollout_buffer_class
             self.rollout_buffer = buffer_class(  # type: ignore[assignment]
                 self.n_steps,

@@ -213,6 +213,10 @@ def _catalogue_vec_env(
         if vec_env_cls is not None:
             raise ValueError("vec_env_cls applies to batched=False only")
         if nthread is not None:
+            if backend is not None:
+                raise ValueError(
+                    f"nthread={nthread} sets the CPU batched backend's threads; backend='mjx' has none"
+                )
             env_kwargs["nthread"] = nthread
         if backend is not None:
             from lnn_control.sim.mjx._deps import require_mjx
