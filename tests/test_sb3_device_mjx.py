@@ -40,3 +40,17 @@ def test_liquid_ppo_trains_on_a_jittered_mjx_task_with_device_rollouts() -> None
     obs = env.reset()
     actions, _ = model.predict(obs, dt=np.full(4, env.nominal_dt), deterministic=True)
     assert actions.shape == (4, 3) and np.isfinite(actions).all()
+
+
+def test_float32_and_float64_envs_share_a_process() -> None:
+    """JAX caches some library functions' compiled forms (the jnp.tril in MJX's RK4) without the float64
+    mode: a float32 env compiled first once made every later float64 env fail to compile."""
+    from lnn_control.sim.mjx import MjxVecEnv
+
+    f32 = MjxVecEnv("InvertedPendulum", 2, seed=0, x64=False)
+    f64 = MjxVecEnv("InvertedPendulum", 2, seed=0, x64=True)
+    actions = np.zeros((2, 1))
+    for env in (f32, f64, f32, f64):  # each mode after the other
+        obs, *_ = env.step(actions)
+        assert np.isfinite(obs).all()
+    assert f64.reset().dtype == np.float64 and f32.reset().dtype == np.float32

@@ -54,6 +54,10 @@ __all__ = ["MjxVecEnv", "TorchStep"]
 _PROGRAMS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
+#: the float64 mode of the last MJX computation in this process (see ``MjxVecEnv._x64``)
+_MODE_IN_USE: list[bool | None] = [None]
+
+
 def _x64_enabled() -> bool:
     return bool(jax.config.jax_enable_x64)
 
@@ -147,6 +151,16 @@ class MjxVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ construction
     def _x64(self) -> Any:
+        """JAX's float64 mode for this env's computations.
+
+        JAX keeps some library functions' compiled forms (e.g. the ``jnp.tril`` inside MJX's RK4) without
+        the float64 mode in their key: a float32 env compiled first makes a later float64 env's compile fail
+        ("operand type mismatch ... f64 ... f32"), and the reverse. So the first computation in the other
+        mode clears JAX's caches (the next calls of each mode recompile once).
+        """
+        if _MODE_IN_USE[0] is not None and _MODE_IN_USE[0] != self.x64:
+            jax.clear_caches()
+        _MODE_IN_USE[0] = self.x64
         return jax.enable_x64(self.x64)
 
     def _put(self, x: Any) -> Any:
