@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .native_build import LANES, NativeKernel, batch_slices, run_calls
+from .native_build import LANES, NativeKernel, batch_slices, declare, run_calls
 
 __all__ = [
     "BlockSpec",
@@ -42,14 +42,11 @@ _MODES = {"default": 0, "no_gate": 1, "pure": 2}
 
 
 def _declare(library: ctypes.CDLL) -> None:
-    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    signatures = {}
     for suffix in ("f32", "f64"):
-        forward = getattr(library, f"cfc_forward_{suffix}")
-        forward.argtypes = [size] * 3 + [pointer] * 9
-        forward.restype = ctypes.c_int
-        backward = getattr(library, f"cfc_backward_{suffix}")
-        backward.argtypes = [size] * 3 + [pointer] * 12
-        backward.restype = ctypes.c_int
+        signatures[f"cfc_forward_{suffix}"] = (3, 9)
+        signatures[f"cfc_backward_{suffix}"] = (3, 12)
+    declare(library, signatures)
 
 
 _KERNEL = NativeKernel("CfC", _SOURCES, "LNN_CONTROL_NATIVE_CFC", _declare)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .native_build import LANES, NativeKernel, batch_slices, run_calls
+from .native_build import LANES, NativeKernel, batch_slices, declare, run_calls
 
 __all__ = ["LAYOUTS", "Synapses", "available", "disabled", "layout", "ltc_recurrence", "usable"]
 
@@ -39,15 +39,12 @@ _SOURCES = ("ltc_kernel.c", "ltc_kernel_body.h", "kernel_common.h")
 
 
 def _declare(library: ctypes.CDLL) -> None:
-    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    signatures = {}
     for name in LAYOUTS:
         for suffix in ("f32", "f64"):
-            forward = getattr(library, f"ltc_{name}_forward_{suffix}")
-            forward.argtypes = [size] * 5 + [pointer] * 22
-            forward.restype = ctypes.c_int
-            backward = getattr(library, f"ltc_{name}_backward_{suffix}")
-            backward.argtypes = [size] * 5 + [pointer] * 33
-            backward.restype = ctypes.c_int
+            signatures[f"ltc_{name}_forward_{suffix}"] = (5, 22)
+            signatures[f"ltc_{name}_backward_{suffix}"] = (5, 33)
+    declare(library, signatures)
 
 
 _KERNEL = NativeKernel("LTC", _SOURCES, "LNN_CONTROL_NATIVE_LTC", _declare)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["NativeKernel", "batch_slices", "run_calls"]
+__all__ = ["NativeKernel", "batch_slices", "declare", "run_calls"]
 
 SOURCE_DIR = Path(__file__).with_name("csrc")
 FLAGS = (
@@ -71,6 +71,15 @@ def build(compiler: str, sources: tuple[str, ...]) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
     return target
+
+
+def declare(library: ctypes.CDLL, signatures: dict[str, tuple[int, int]]) -> None:
+    """Set the ctypes signature of each kernel entry point: name -> (int64 sizes, pointers) arguments, in
+    that order; every entry point returns an int status (0: success)."""
+    for name, (sizes, pointers) in signatures.items():
+        function = getattr(library, name)
+        function.argtypes = [ctypes.c_int64] * sizes + [ctypes.c_void_p] * pointers
+        function.restype = ctypes.c_int
 
 
 class NativeKernel:
