@@ -307,7 +307,12 @@ ONNX needs the export extra: pip install 'lnn-control[export]'.
 def _add_train_like(p: argparse.ArgumentParser, *, fresh_defaults: bool) -> None:
     """Options shared by train and sweep (sweep takes --seeds instead of --seed)."""
     p.add_argument("--env", metavar="NAME|FILE", help="task catalogue id (envs/*.yaml) or a task YAML file")
-    p.add_argument("--agent", metavar="NAME|FILE", help="agent catalogue name (agents/*.yaml) or a YAML file")
+    p.add_argument(
+        "--agent",
+        metavar="NAME|FILE",
+        help="agent catalogue name (agents/*.yaml) or a YAML file; its per-task section for --env (tasks:) "
+        "applies, below --set",
+    )
     p.add_argument(
         "--timesteps", type=_positive_int, metavar="N", help="budget (default: the agent's n_timesteps)"
     )

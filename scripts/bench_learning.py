@@ -19,9 +19,10 @@ Three suites:
 The pendulum suite:
 
 Tasks (the lnn catalogue): fully observed, velocity-masked, and velocity-masked with a jittered control
-period. Agents come from agents/*.yaml. Each run trains for ``--timesteps`` env steps, records the mean
-training-episode return after every update (learning curve), then evaluates the final policy on fresh envs
-(deterministic, VecNormalize statistics frozen; liquid policies get each step's real dt from infos).
+period. Agents come from agents/*.yaml, with their per-task section (``tasks:``) for the task. Each run
+trains for ``--timesteps`` env steps, records the mean training-episode return after every update (learning
+curve), then evaluates the final policy on fresh envs (deterministic, VecNormalize statistics frozen; liquid
+policies get each step's real dt from infos).
 Prints a mean +- std table over seeds and writes a learning-curve PNG.
 
     python scripts/bench_learning.py --timesteps 20000 --seeds 0 1
@@ -43,7 +44,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from lnn_control.sb3.agent_evaluation import evaluate_agent
-from lnn_control.sb3.agents import build_agent, load_agent_config
+from lnn_control.sb3.agents import agent_for_task, build_agent, describe_task_section, load_agent_config
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -86,8 +87,11 @@ def make_env(task: str, n_envs: int, seed: int, threads: int = 1) -> VecEnv:
 
 
 def run(task: str, agent: str, seed: int, args: argparse.Namespace) -> tuple[float, list[tuple[int, float]]]:
-    n_envs = load_agent_config(agent)["n_envs"]
-    model = build_agent(agent, make_env(task, n_envs, seed, args.threads), seed=seed, device=args.device)
+    config = agent_for_task(load_agent_config(agent), task)  # the agent's per-task section, if any
+    if (line := describe_task_section(config)) is not None:
+        print(line, flush=True)
+    env = make_env(task, config["n_envs"], seed, args.threads)
+    model = build_agent(config, env, seed=seed, device=args.device)
     curve = _Curve()
     model.learn(args.timesteps, callback=curve)
     eval_env = make_env(task, args.eval_envs, seed + 10_000, args.threads)

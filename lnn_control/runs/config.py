@@ -1,8 +1,9 @@
 """What a run is: the request (:class:`RunSpec`), its resolution against the task and agent catalogues
 (:class:`ResolvedRun`), and the ``config.yaml`` record that makes a run directory self-contained.
 
-``config.yaml`` embeds the full task entry and the agent entry (with the ``--set`` overrides applied), so a
-run resumes and evaluates with what it was trained on even after the catalogues change::
+``config.yaml`` embeds the full task entry and the effective agent entry (the agent's per-task section for
+the run's task, then the ``--set`` overrides, applied; no ``tasks:`` left), so a run resumes and evaluates
+with what it was trained on even after the catalogues change::
 
     format: lnn-control-run/1
     env: {id: InvertedPendulum-NoVel-Jitter-v0, source: InvertedPendulum-NoVel-Jitter-v0, entry: {...}}
@@ -17,6 +18,10 @@ run resumes and evaluates with what it was trained on even after the catalogues 
     checkpoint_freq: 4096
     versions: {lnn-control: 0.1.0, torch: ..., stable-baselines3: ..., ...}
     created: 2025-01-01T12:00:00+00:00
+
+When the agent has a per-task section for the task, ``agent`` also holds ``task_section: {task: <id>, values:
+{...}}`` (the section as it was in the agent file; its values are already in ``entry``). Runs without one, and
+run folders written before per-task sections existed, have no ``task_section``.
 """
 
 from __future__ import annotations
@@ -97,11 +102,14 @@ class ResolvedRun:
         task: the validated task (:class:`lnn_control.sim.catalogue.TaskSpec`).
         task_entry: the task's YAML entry (a dict as in the file).
         agent: the validated agent config (:func:`lnn_control.sb3.agents.load_agent_config`), with the
-            overrides applied.
-        agent_entry: the agent's YAML entry with the overrides applied (``agent`` without ``name``).
+            task's per-task section and then the overrides applied; no ``tasks`` left.
+        agent_entry: the agent's YAML entry as ``agent`` (``agent`` without ``name``): what config.yaml
+            records.
         env_source, agent_source: what the user named (catalogue name or file).
         overrides, seed, n_envs, total_timesteps, device, batched, eval_freq, eval_episodes, eval_seed,
         checkpoint_freq: as in :class:`RunSpec`, defaults resolved.
+        task_section: ``{"task": <id>, "values": {...}}`` when the agent's per-task section for the task
+            applied (:func:`lnn_control.sb3.agents.agent_for_task`), else None.
     """
 
     task: Any
@@ -120,6 +128,7 @@ class ResolvedRun:
     eval_episodes: int
     eval_seed: int
     checkpoint_freq: int
+    task_section: dict[str, Any] | None = None
 
     @property
     def task_id(self) -> str:
@@ -128,6 +137,12 @@ class ResolvedRun:
     @property
     def agent_name(self) -> str:
         return str(self.agent["name"])
+
+    def task_section_line(self) -> str | None:
+        """One line naming the per-task section that applied and its values (None when none did)."""
+        from lnn_control.sb3.agents import describe_task_section
+
+        return describe_task_section({"name": self.agent_name, "task_section": self.task_section})
 
     @property
     def rollout_size(self) -> int:
@@ -139,7 +154,12 @@ class ResolvedRun:
         return {
             "format": CONFIG_FORMAT,
             "env": {"id": self.task_id, "source": self.env_source, "entry": self.task_entry},
-            "agent": {"name": self.agent_name, "source": self.agent_source, "entry": self.agent_entry},
+            "agent": {
+                "name": self.agent_name,
+                "source": self.agent_source,
+                **({"task_section": self.task_section} if self.task_section else {}),
+                "entry": self.agent_entry,
+            },
             "overrides": dict(self.overrides),
             "seed": self.seed,
             "n_envs": self.n_envs,
@@ -232,8 +252,12 @@ def resolve(spec: RunSpec) -> ResolvedRun:
     Raises:
         RunError: unknown task or agent, invalid entry, bad override, non-positive sizes.
     """
+    from lnn_control.sb3.agents import agent_for_task
+
     task = load_task(spec.env)
-    agent, agent_entry = _agent_with_overrides(_load_agent(spec.agent), dict(spec.overrides))
+    specialised = agent_for_task(_load_agent(spec.agent), task.id)  # defaults < task section < --set
+    task_section = specialised.pop("task_section", None)
+    agent, agent_entry = _agent_with_overrides(specialised, dict(spec.overrides))
     seed = positive_int("seed", spec.seed, allow_zero=True, error=RunError)
     n_envs = positive_int("n_envs", agent["n_envs"] if spec.n_envs is None else spec.n_envs, error=RunError)
     timesteps = spec.timesteps if spec.timesteps is not None else agent.get("n_timesteps")
@@ -268,6 +292,7 @@ def resolve(spec: RunSpec) -> ResolvedRun:
         eval_episodes=eval_episodes,
         eval_seed=seed + EVAL_SEED_OFFSET,
         checkpoint_freq=checkpoint_freq,
+        task_section=task_section,
     )
 
 
@@ -297,6 +322,7 @@ def load_resolved(record: dict[str, Any], where: str) -> ResolvedRun:
             eval_episodes=int(ev["episodes"]),
             eval_seed=int(ev["seed"]),
             checkpoint_freq=int(record.get("checkpoint_freq", ev["freq"])),
+            task_section=agent.get("task_section") or None,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise RunError(f"{where}: incomplete or malformed run config ({type(exc).__name__}: {exc})") from exc

@@ -171,6 +171,8 @@ def train(
         f"training {resolved.agent_name} on {resolved.task_id} for {resolved.total_timesteps:,d} steps "
         f"({resolved.n_envs} envs, seed {resolved.seed}) -> {run.root}"
     )
+    if (line := resolved.task_section_line()) is not None:
+        log(line)
     stop = GracefulStop(enabled=handle_signals, event=stop_event)
     return _learn(model, run, resolved, eval_env, TrainingState(), True, progress_bar, log, stop)
 
@@ -228,6 +230,8 @@ def resume(
         f"resuming {resolved.agent_name} on {resolved.task_id} at {state.timesteps:,d} of "
         f"{resolved.total_timesteps:,d} steps -> {run.root}"
     )
+    if (line := resolved.task_section_line()) is not None:
+        log(line)
     stop = GracefulStop(enabled=handle_signals, event=stop_event)
     return _learn(model, run, resolved, eval_env, state, False, progress_bar, log, stop)
 

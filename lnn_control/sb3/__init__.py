@@ -2,7 +2,7 @@
 LiquidSAC with its sequence replay buffer, and the agent catalogue loader (``agents/*.yaml``)."""
 
 from lnn_control.sb3.agent_evaluation import evaluate_agent
-from lnn_control.sb3.agents import available_agents, build_agent, load_agent_config
+from lnn_control.sb3.agents import agent_for_task, available_agents, build_agent, load_agent_config
 from lnn_control.sb3.buffers import (
     SequenceDictRolloutBuffer,
     SequenceRolloutBuffer,
@@ -39,6 +39,7 @@ __all__ = [
     "SequenceRolloutBuffer",
     "SequenceRolloutBufferSamples",
     "TorchRNN",
+    "agent_for_task",
     "available_agents",
     "build_agent",
     "evaluate_agent",
