@@ -1,6 +1,6 @@
 """Return after a fixed training budget: PPO-MLP vs RecurrentPPO vs LiquidPPO (CfC, LTC, NCP), several seeds.
 
-Three suites:
+Four suites:
 
 - ``--suite pendulum`` (default): InvertedPendulum variants, in this process (below).
 - ``--suite mujoco``: Hopper/Walker2d/HalfCheetah with velocities hidden and a jittered control period, and
@@ -15,6 +15,12 @@ Three suites:
 - ``--suite sac``: the off-policy comparison of issue 13 through the same machinery: HalfCheetah and Hopper
   with velocities hidden and a jittered period, and fully observed HalfCheetah; sac-mlp, sac-lstm,
   liquid-sac-cfc and LiquidPPO-CfC; 200k steps, 3 seeds; report ``<report-dir>/bench_sac.md``.
+- ``--suite clock``: does the policy use the time between steps? ``IntervalTimingEnv`` (act once 0.5 s have
+  passed since a cue, on a period jittered to 0.2-1.8x nominal), every agent of the mujoco suite with its
+  catalogue hyperparameters, 100k steps, 3 seeds; each final policy evaluated with the real dt and (liquid
+  ones) with the nominal dt fed instead (``lnn_control.runs.clock_suite``). One record per run in
+  ``--out-dir`` (default ``~/lnn-control-bench/clock-100k``): re-running resumes. Report
+  ``<report-dir>/bench_clock.md``.
 
 The pendulum suite:
 
@@ -148,12 +154,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--suite", choices=["pendulum", "mujoco", "sac"], default="pendulum")
+    parser.add_argument("--suite", choices=["pendulum", "mujoco", "sac", "clock"], default="pendulum")
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--agents", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
-        "--timesteps", type=int, default=None, help="default: 50k (pendulum), 300k (mujoco), 200k (sac)"
+        "--timesteps",
+        type=int,
+        default=None,
+        help="default: 50k (pendulum), 300k (mujoco), 200k (sac), 100k (clock)",
     )
     parser.add_argument("--long", action="store_true", help="mujoco: 1M steps (a bigger machine)")
     parser.add_argument("--workers", type=int, default=None, help="mujoco: runs at a time (default: CPUs)")
@@ -173,6 +182,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.suite == "clock":
+        from lnn_control.runs.clock_suite import CLOCK_AGENTS, run_clock_suite
+
+        steps = args.timesteps or 100_000
+        run_clock_suite(
+            agents=args.agents or CLOCK_AGENTS,
+            seeds=args.seeds,
+            timesteps=steps,
+            out=args.out_dir or Path.home() / "lnn-control-bench" / f"clock-{steps // 1000}k",
+            report_dir=args.report_dir,
+            report_only=args.report_only,
+        )
+        return
     if args.suite in ("mujoco", "sac"):
         from lnn_control.runs.suite import run_learning_suite
 
