@@ -44,6 +44,7 @@ def _declare(library: ctypes.CDLL) -> None:
         for suffix in ("f32", "f64"):
             signatures[f"ltc_{name}_forward_{suffix}"] = (5, 22)
             signatures[f"ltc_{name}_backward_{suffix}"] = (5, 33)
+    signatures["ltc_sigmoid_f32"] = (1, 2)  # the float kernels' sigmoid, for tests
     declare(library, signatures)
 
 
