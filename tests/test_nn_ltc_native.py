@@ -11,7 +11,7 @@ import torch
 from lnn_control.nn import LTC, AutoNCP, Random, ltc_native
 
 IN, UNITS, STEPS = 5, 12, 7
-BATCH = 11  # sparse sets run 8 samples per vector: one full group and one padded
+BATCH = 19  # sparse sets run 16 samples per vector (ltc_native.LANES): one full group and one padded
 
 CONFIGS = {
     "dense": lambda: LTC(IN, UNITS),
@@ -94,7 +94,7 @@ def test_batch_slices_on_several_threads_equal_one_thread(name):
     args = batch_inputs(model, torch.float64)
     one = outputs_and_gradients(model, *args, native=True)
     previous = torch.get_num_threads()
-    torch.set_num_threads(3)  # 11 samples: slices of 8 and 3 (slices start at multiples of 8)
+    torch.set_num_threads(3)  # 19 samples: slices of 16 and 3 (slices start at multiples of LANES = 16)
     try:
         several = outputs_and_gradients(model, *args, native=True)
     finally:

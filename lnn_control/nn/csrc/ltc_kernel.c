@@ -8,8 +8,9 @@
  */
 #include "kernel_common.h"
 
-/* Samples per vector in the kernel for sparse synapse sets (see ltc_kernel_body.h). */
-#define LTC_LANES 8
+/* Samples per vector in the kernel for sparse synapse sets (see ltc_kernel_body.h): 16, one AVX-512 vector of
+ * floats (two AVX2 vectors); with 8, the AVX-512 clone ran half-width vectors. LANES in ltc_native.py. */
+#define LTC_LANES 16
 
 #define LTC_REAL float
 #define LTC_NAME(name) name##_f32
