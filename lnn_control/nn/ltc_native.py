@@ -26,14 +26,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .native_build import LANES, NativeKernel, batch_slices, declare, run_calls
+from .native_build import NativeKernel, batch_slices, declare, run_calls
 
 __all__ = ["LAYOUTS", "Synapses", "available", "disabled", "layout", "ltc_recurrence", "usable"]
 
 # The kernel's two loop layouts (see csrc/ltc_kernel_body.h): "rows" runs one sample at a time over contiguous
-# rows of a complete synapse set; "lanes" runs 8 samples per vector over an edge list, so that its cost is in
-# proportion to the synapse count (a sparse wiring must take it, or it costs as much as a dense one).
+# rows of a complete synapse set; "lanes" runs LANES samples per vector over an edge list, so that its cost is
+# in proportion to the synapse count (a sparse wiring must take it, or it costs as much as a dense one).
 LAYOUTS = ("rows", "lanes")
+LANES = 16  # LTC_LANES in csrc/ltc_kernel.c: batch slices start at multiples of it, buffers are padded to it
 
 _SOURCES = ("ltc_kernel.c", "ltc_kernel_body.h", "kernel_common.h")
 
@@ -44,6 +45,7 @@ def _declare(library: ctypes.CDLL) -> None:
         for suffix in ("f32", "f64"):
             signatures[f"ltc_{name}_forward_{suffix}"] = (5, 22)
             signatures[f"ltc_{name}_backward_{suffix}"] = (5, 33)
+    signatures["ltc_sigmoid_f32"] = (1, 2)  # the float kernels' sigmoid, for tests
     declare(library, signatures)
 
 
@@ -78,7 +80,7 @@ class _Recurrence(torch.autograd.Function):
             size = part.stop - part.start
             return lambda: kernel(size, steps, substeps, units, inputs, *map(_address, pointers))
 
-        run_calls([call(part) for part in batch_slices(batch)])
+        run_calls([call(part) for part in batch_slices(batch, LANES)])
         if needs_grad:
             ctx.save_for_backward(
                 x, h, keep, out, trace, denominators, *recurrent_index, *sensory_index, *weights
@@ -97,7 +99,7 @@ class _Recurrence(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_v0 = x.new_empty(batch, units)
         grad_x = torch.empty_like(x)
-        parts = batch_slices(batch)
+        parts = batch_slices(batch, LANES)
         # per slice, summed afterwards: cm, leak, conductance (H each), 4 x S recurrent, 4 x R sensory
         sizes = [units] * 3 + [rowptr[-1].item()] * 4 + [s_rowptr[-1].item()] * 4
         accumulators = x.new_zeros(len(parts), sum(sizes))

@@ -38,7 +38,7 @@ FLAGS = (
     "-fno-trapping-math",
     "-ffp-contract=fast",
 )
-LANES = 8  # LTC_LANES / CFC_LANES in csrc: samples per vector lane group; slices start at multiples of it
+LANES = 8  # CFC_LANES in csrc: samples per vector lane group, default of batch_slices (ltc_native.LANES: 16)
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool): a fork makes its own
 
 
@@ -150,11 +150,12 @@ class NativeKernel:
         return self.load() is not None
 
 
-def batch_slices(batch: int) -> list[slice]:
-    """Contiguous batch slices, one per torch thread, each starting at a multiple of ``LANES`` samples."""
-    groups = -(-batch // LANES)
+def batch_slices(batch: int, lanes: int = LANES) -> list[slice]:
+    """Contiguous batch slices, one per torch thread, each starting at a multiple of ``lanes`` samples (the
+    kernel's lane group)."""
+    groups = -(-batch // lanes)
     parts = max(1, min(torch.get_num_threads(), groups))
-    bounds = [min(batch, groups * i // parts * LANES) for i in range(parts + 1)]
+    bounds = [min(batch, groups * i // parts * lanes) for i in range(parts + 1)]
     return [slice(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
 
 

@@ -8,12 +8,13 @@
  */
 #include "kernel_common.h"
 
-/* Samples per vector in the kernel for sparse synapse sets (see ltc_kernel_body.h). */
-#define LTC_LANES 8
+/* Samples per vector in the kernel for sparse synapse sets (see ltc_kernel_body.h): 16, one AVX-512 vector of
+ * floats (two AVX2 vectors); with 8, the AVX-512 clone ran half-width vectors. LANES in ltc_native.py. */
+#define LTC_LANES 16
 
 #define LTC_REAL float
 #define LTC_NAME(name) name##_f32
-#define LTC_SIGMOID(z) (1.0f / (1.0f + lnn_expf(-(z))))
+#define LTC_SIGMOID(z) lnn_sigmoidf(z)
 #include "ltc_kernel_body.h"
 #undef LTC_REAL
 #undef LTC_NAME
@@ -23,3 +24,13 @@
 #define LTC_NAME(name) name##_f64
 #define LTC_SIGMOID(z) (1.0 / (1.0 + exp(-(z))))
 #include "ltc_kernel_body.h"
+
+/* The float kernels' sigmoid over n values, for tests of its error (tests/test_nn_ltc_native.py); returns 0. */
+LNN_DISPATCH_WIDE
+int ltc_sigmoid_f32(int64_t n, const float *z, float *out) {
+    const lnn_fp_mode mode = lnn_fp_enter();
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) out[i] = lnn_sigmoidf(z[i]);
+    lnn_fp_leave(mode);
+    return 0;
+}

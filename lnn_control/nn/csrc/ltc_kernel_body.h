@@ -437,7 +437,7 @@ LNN_INLINE int LTC_NAME(lanes_backward)(LTC_ARGS_BACKWARD) {
 /* One forward and one backward per layout; the caller chooses: "rows" needs complete synapse sets (rowptr[j] =
  * j n_pre for both), "lanes" takes any. Each returns 0, or 1 when its work buffer cannot be allocated. */
 
-LNN_DISPATCH
+LNN_DISPATCH_WIDE
 int LTC_NAME(ltc_rows_forward)(LTC_ARGS_FORWARD) {
     const lnn_fp_mode mode = lnn_fp_enter();
     const int status = LTC_NAME(rows_forward)(LTC_PASS_FORWARD);
@@ -445,7 +445,7 @@ int LTC_NAME(ltc_rows_forward)(LTC_ARGS_FORWARD) {
     return status;
 }
 
-LNN_DISPATCH
+LNN_DISPATCH_WIDE
 int LTC_NAME(ltc_lanes_forward)(LTC_ARGS_FORWARD) {
     const lnn_fp_mode mode = lnn_fp_enter();
     const int status = LTC_NAME(lanes_forward)(LTC_PASS_FORWARD);
@@ -457,7 +457,7 @@ int LTC_NAME(ltc_lanes_forward)(LTC_ARGS_FORWARD) {
  * denominators. Writes grad_v0 (B, H) and grad_x (B, T, I); adds into grad_cm, grad_leak, grad_conductance (H)
  * and the per-synapse gradients of sigma, neg_sigma_mu, w_erev and w (S) and of their sensory counterparts (R):
  * the caller zeroes those. */
-LNN_DISPATCH
+LNN_DISPATCH_WIDE
 int LTC_NAME(ltc_rows_backward)(LTC_ARGS_BACKWARD) {
     const lnn_fp_mode mode = lnn_fp_enter();
     const int status = LTC_NAME(rows_backward)(LTC_PASS_BACKWARD);
@@ -465,7 +465,7 @@ int LTC_NAME(ltc_rows_backward)(LTC_ARGS_BACKWARD) {
     return status;
 }
 
-LNN_DISPATCH
+LNN_DISPATCH_WIDE
 int LTC_NAME(ltc_lanes_backward)(LTC_ARGS_BACKWARD) {
     const lnn_fp_mode mode = lnn_fp_enter();
     const int status = LTC_NAME(lanes_backward)(LTC_PASS_BACKWARD);
