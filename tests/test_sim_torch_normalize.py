@@ -250,7 +250,7 @@ def test_evaluation_envs_freeze_the_device_statistics() -> None:
     np.testing.assert_array_equal(frozen.obs_rms.mean, more.obs_rms.mean)
 
 
-def test_a_liquid_ppo_checkpoint_keeps_the_device_statistics(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_liquid_ppo_checkpoint_and_export_keep_the_device_statistics(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from lnn_control.runs.checkpoint import read_extras, save_checkpoint
     from lnn_control.sb3 import LiquidPPO
 
@@ -261,6 +261,14 @@ def test_a_liquid_ppo_checkpoint_keeps_the_device_statistics(tmp_path) -> None: 
     )
     model.learn(16)
     assert model.get_vec_normalize_env() is env
+    # the export API bakes its observation statistics in, as VecNormalize's
+    from lnn_control.export.api import build_actor
+
+    actor, _ = build_actor(model)
+    rms = env.obs_rms
+    assert actor.normalize and actor.clip_obs == env.clip_obs
+    np.testing.assert_allclose(actor.obs_mean.numpy(), rms.mean, rtol=1e-6)
+    np.testing.assert_allclose(actor.obs_std.numpy(), np.sqrt(rms.var + env.epsilon), rtol=1e-6)
     path = save_checkpoint(tmp_path / "last.zip", model, {"step": 16})
     extras = read_extras(path)
     assert extras.normalization is not None
