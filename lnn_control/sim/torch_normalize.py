@@ -76,22 +76,21 @@ class TorchRunningMeanStd:
 
     def update(self, batch: torch.Tensor) -> None:
         """Add a batch of samples (B, *shape): its mean and (population) variance over the first axis."""
-        batch = batch.to(self.device, torch.float64)
-        self.update_from_moments(batch.mean(0), batch.var(0, correction=0), batch.shape[0])
+        batch_var, batch_mean = torch.var_mean(batch.to(self.device, torch.float64), 0, correction=0)
+        self.update_from_moments(batch_mean, batch_var, batch.shape[0])
 
     def update_from_moments(
         self, batch_mean: torch.Tensor, batch_var: torch.Tensor, batch_count: float
     ) -> None:
-        """Chan et al.'s parallel combination of (mean, var, count) with a batch's moments."""
+        """Chan et al.'s parallel combination of (mean, var, count) with a batch's moments, as SB3's:
+        mean += delta * b / t, var = (var * c + batch_var * b + delta^2 * c * b / t) / t for counts c, b and
+        t = c + b (the host-side count ratios folded into five tensor ops)."""
         delta = batch_mean - self.mean
         total = self.count + batch_count
-        m_2 = (
-            self.var * self.count
-            + batch_var * batch_count
-            + delta.square() * self.count * batch_count / total
-        )
-        self.mean = self.mean + delta * batch_count / total
-        self.var = m_2 / total
+        self.mean = torch.add(self.mean, delta, alpha=batch_count / total)
+        var = self.var * (self.count / total)
+        var.add_(batch_var, alpha=batch_count / total)
+        self.var = var.addcmul_(delta, delta, value=self.count * batch_count / total**2)
         self.count = total
 
     def to_numpy(self) -> RunningMeanStd:
@@ -221,18 +220,25 @@ class TorchVecNormalize(TorchVecEnvBase):
         self._follow(out.obs.device)
         reward = out.reward.to(torch.float32)  # as the numpy API reports rewards
         self.old_obs, self.old_reward = out.obs, reward
-        if self.training and self.norm_obs:
-            self.obs_stats.update(out.obs)
-        obs = self.normalize_obs(out.obs)
+        obs, terminal_obs = out.obs, out.terminal_obs
+        if self.norm_obs:
+            if self.training:
+                self.obs_stats.update(obs)
+            std = torch.sqrt(self.obs_stats.var + self.epsilon)  # once for both observations
+            obs, terminal_obs = self._normalized_obs(obs, std), self._normalized_obs(terminal_obs, std)
         if self.training:
-            self.returns = self.returns * self.gamma + reward.to(self.returns.device, torch.float64)
+            self.returns = torch.add(
+                reward.to(self.returns.device, torch.float64), self.returns, alpha=self.gamma
+            )
             self.ret_stats.update(self.returns)
         normalized_reward = self.normalize_reward(reward)
         done = (out.terminated | out.truncated).to(self.returns.device)
         self.returns = self.returns.masked_fill(done, 0.0)
-        return out._replace(
-            obs=obs, reward=normalized_reward, terminal_obs=self.normalize_obs(out.terminal_obs)
-        )
+        return out._replace(obs=obs, reward=normalized_reward, terminal_obs=terminal_obs)
+
+    def _normalized_obs(self, obs: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        x = obs.to(self.obs_stats.device, torch.float64)
+        return ((x - self.obs_stats.mean) / std).clamp_(-self.clip_obs, self.clip_obs).to(torch.float32)
 
     # ------------------------------------------------------------------ VecNormalize's methods
     def normalize_obs(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
@@ -241,9 +247,7 @@ class TorchVecNormalize(TorchVecEnvBase):
         if not self.norm_obs:
             return obs
         x, as_array = self._tensor(obs)
-        s = self.obs_stats
-        y = ((x - s.mean) / torch.sqrt(s.var + self.epsilon)).clamp(-self.clip_obs, self.clip_obs)
-        return self._back(y.to(torch.float32), as_array)
+        return self._back(self._normalized_obs(x, torch.sqrt(self.obs_stats.var + self.epsilon)), as_array)
 
     def unnormalize_obs(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
         """The inverse of :meth:`normalize_obs` without the clip (float64)."""
@@ -256,7 +260,9 @@ class TorchVecNormalize(TorchVecEnvBase):
         """Rewards (n,) scaled by the return's std and clipped (no update); float32."""
         x, as_array = self._tensor(reward)
         if self.norm_reward:
-            x = (x / torch.sqrt(self.ret_stats.var + self.epsilon)).clamp(-self.clip_reward, self.clip_reward)
+            x = (x / torch.sqrt(self.ret_stats.var + self.epsilon)).clamp_(
+                -self.clip_reward, self.clip_reward
+            )
         return self._back(x.to(torch.float32), as_array)
 
     def unnormalize_reward(self, reward: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
