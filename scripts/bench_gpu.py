@@ -6,9 +6,10 @@
    ``BatchedMujocoVecEnv`` (all CPU threads) at ``--cpu-size`` envs.
 2. End to end: LiquidPPO with the CfC catalogue agent learning on ``--train-envs`` envs of HalfCheetah, on
    the MJX backend (policy on ``--device``) and on the CPU batched backend: env steps per second of
-   ``learn`` after a warm-up update. On MJX the env is a ``TorchVecEnv`` and LiquidPPO's rollouts stay on the
-   device (no host round trip per step; without ``VecNormalize``, whose statistics live on the host); on the
-   CPU backend the agent runs as in the catalogue (numpy VecEnv, ``VecNormalize``).
+   ``learn`` after a warm-up update. Both train as the catalogue agent does, with observation and reward
+   normalisation: on MJX the env is a ``TorchVecEnv`` in ``TorchVecNormalize`` (``build_agent`` picks it for a
+   torch-stepping env), so LiquidPPO's rollouts and the normalisation statistics stay on the device (no host
+   round trip per step); on the CPU backend a numpy VecEnv in ``VecNormalize``.
 
 Prints Markdown tables (same-run ratios) and, with ``--json``/``--md``, writes them to files.
 
@@ -79,16 +80,14 @@ def train(backend: str, n_envs: int, n_steps: int, updates: int, device: str, x6
     if backend == "mjx":
         from lnn_control.sim.mjx import make_torch_vec_env
 
+        # the agent's normalize: true wraps it in TorchVecNormalize: observations never visit the host
         env = make_torch_vec_env("HalfCheetah-v0", n_envs, seed=0, x64=x64, device=device)
-        device_kwargs = {"normalize": False}  # device rollouts: observations never visit the host
     else:
         env = make_vec_env("HalfCheetah-v0", n_envs, seed=0)
-        device_kwargs = {}
     batch = n_envs * n_steps // 4  # 4 minibatches; a multiple of seq_len = n_steps
     model = build_agent(
         "liquid-ppo-cfc",
         env,
-        **device_kwargs,
         n_steps=n_steps,
         seq_len=n_steps,
         batch_size=batch,
@@ -177,7 +176,7 @@ def main() -> None:
         sps = train("mjx", args.train_envs, args.train_steps, args.updates, device, args.x64)
         results["train"].append({"backend": "mjx", "envs": args.train_envs, "sps": sps, "device": device})
         lines.append(
-            f"| MJX + policy on {device} (numpy VecEnv API) | {args.train_envs} | {sps:,.0f} "
+            f"| MJX + policy on {device} (device rollouts) | {args.train_envs} | {sps:,.0f} "
             f"| {sps / cpu:.1f} |"
         )
         flush()

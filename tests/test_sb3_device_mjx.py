@@ -11,6 +11,7 @@ pytest.importorskip("mujoco.mjx", reason="the MJX backend needs the gpu extra")
 from lnn_control.sb3 import LiquidPPO
 from lnn_control.sb3.device_rollouts import DeviceRolloutBuffer
 from lnn_control.sim.mjx import make_torch_vec_env
+from lnn_control.sim.torch_normalize import TorchVecNormalize
 
 pytestmark = pytest.mark.slow  # compiling the MJX step takes ~30-90 s on 2 cores
 
@@ -40,6 +41,23 @@ def test_liquid_ppo_trains_on_a_jittered_mjx_task_with_device_rollouts() -> None
     obs = env.reset()
     actions, _ = model.predict(obs, dt=np.full(4, env.nominal_dt), deterministic=True)
     assert actions.shape == (4, 3) and np.isfinite(actions).all()
+    # normalised on the device (the same compiled env): still the device path, statistics from MJX's stream
+    normalized = TorchVecNormalize(env)
+    model.set_env(normalized)
+    model.learn(64, reset_num_timesteps=False)
+    buffer = model.rollout_buffer
+    assert isinstance(buffer, DeviceRolloutBuffer) and model.get_vec_normalize_env() is normalized
+    assert normalized.obs_rms.count == pytest.approx((1 + 16) * 4 + 1e-4)  # the reset and 16 steps
+    assert float(normalized.ret_rms.var) != 1.0
+    observations = buffer.observations.numpy()
+    assert np.abs(observations).max() <= normalized.clip_obs and abs(observations.mean()) < 1.0
+    raw = normalized.get_original_obs()
+    np.testing.assert_allclose(normalized.normalize_obs(raw), model._last_obs, rtol=1e-5, atol=1e-5)
+
+
+def test_make_torch_vec_env_refuses_a_bad_normalize() -> None:
+    with pytest.raises(ValueError, match="normalize must be True, False or a dict"):
+        make_torch_vec_env("Hopper-NoVel-Jitter-v0", 2, normalize="yes")  # type: ignore[arg-type]
 
 
 def test_float32_and_float64_envs_share_a_process() -> None:

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 from lnn_control.sb3 import LiquidPPO
 from lnn_control.sb3.buffers import SequenceRolloutBuffer
 from lnn_control.sb3.device_rollouts import DeviceRolloutBuffer, supports_torch_steps
+from lnn_control.sim.torch_normalize import TorchVecNormalize
 from lnn_control.sim.torch_vec_env import TorchStep, TorchVecEnvBase
 
 
@@ -226,3 +227,65 @@ def test_a_negative_dt_in_a_device_rollout_is_named() -> None:
         ValueError, match=r"dt -0.0099\d* at \(rollout step, env, ...\) \(2, 1\); expected finite"
     ):
         check_rollout(buffer, torch.zeros(2, 1))
+
+
+class NoNumpyTorchVecNormalize(TorchVecNormalize):
+    """Fails if anything steps it through the numpy API (the wrapper's own, which would bypass DriftVecEnv's
+    check by calling its step_torch)."""
+
+    def step_wait(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the device rollout must not use the numpy API")
+
+
+@pytest.mark.parametrize("norm_reward", [True, False])
+def test_normalised_device_rollouts_train_as_vec_normalize_on_the_numpy_path(norm_reward: bool) -> None:
+    """TorchVecNormalize keeps the rollout on the device and reaches the buffers, parameters, statistics and
+    episode returns (raw rewards) of SB3's VecNormalize on the numpy path, from the same seeds."""
+    torch.set_num_threads(1)
+    kwargs = dict(norm_reward=norm_reward, clip_obs=5.0, gamma=0.95)
+    device_env = NoNumpyTorchVecNormalize(DriftVecEnv(4, numpy_api=False), **kwargs)
+    host_env = VecNormalize(VecMonitor(DriftVecEnv(4)), **kwargs)
+    on_device, on_host = _model(device_env).learn(256), _model(host_env).learn(256)
+    assert isinstance(on_device.rollout_buffer, DeviceRolloutBuffer)
+    assert isinstance(on_host.rollout_buffer, SequenceRolloutBuffer)
+    device_buffer, host_buffer = on_device.rollout_buffer, on_host.rollout_buffer
+    for name in ("observations", "actions", "rewards", "values", "log_probs", "dts", "advantages", "returns"):
+        host = np.asarray(getattr(host_buffer, name), dtype=np.float32).reshape(32, 4, -1)
+        device = getattr(device_buffer, name).numpy().reshape(32, 4, -1)
+        np.testing.assert_allclose(device, host, rtol=1e-4, atol=1e-5, err_msg=name)
+    for p_device, p_host in zip(on_device.policy.parameters(), on_host.policy.parameters(), strict=True):
+        torch.testing.assert_close(p_device, p_host, rtol=1e-4, atol=1e-5)
+    for name in ("obs_rms", "ret_rms"):
+        ours, sb3 = getattr(device_env, name), getattr(host_env, name)
+        np.testing.assert_allclose(ours.mean, sb3.mean, rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(ours.var, sb3.var, rtol=1e-5, err_msg=name)
+        assert ours.count == sb3.count
+    # the statistics moved away from their initial (0, 1): the rollout was normalised
+    assert abs(float(host_env.obs_rms.var[0]) - 1.0) > 0.05
+    if norm_reward:
+        assert abs(float(host_env.ret_rms.var) - 1.0) > 0.05
+    device_eps = [(round(e["r"], 3), e["l"]) for e in on_device.ep_info_buffer]
+    host_eps = [(round(e["r"], 3), e["l"]) for e in on_host.ep_info_buffer]
+    assert device_eps == host_eps and len(device_eps) > 4
+    assert on_device.get_vec_normalize_env() is device_env
+
+
+def test_build_agent_normalises_a_torch_env_on_its_device() -> None:
+    from lnn_control.sb3.agents import build_agent
+
+    model = build_agent(
+        "liquid-ppo-cfc",
+        DriftVecEnv(2, numpy_api=False),
+        n_steps=8,
+        seq_len=8,
+        batch_size=16,
+        policy_kwargs=dict(units=4, cell_kwargs=dict(backbone_units=8)),
+        normalize={"clip_obs": 3.0},
+    )
+    env = model.get_env()
+    assert isinstance(env, TorchVecNormalize) and env.clip_obs == 3.0
+    assert isinstance(model.rollout_buffer, DeviceRolloutBuffer)
+    plain = build_agent(
+        "liquid-ppo-cfc", DriftVecEnv(2), n_steps=8, seq_len=8, batch_size=16, normalize=False
+    )
+    assert isinstance(plain.get_env(), DriftVecEnv)

@@ -1,6 +1,10 @@
 """Normalisation of a run's environments: evaluation VecEnvs with frozen normalisation, and VecNormalize
 statistics as plain arrays (stored in checkpoints as ``.npz``, read without pickle).
 
+SB3's ``VecNormalize`` and :class:`~lnn_control.sim.torch_normalize.TorchVecNormalize` (the same on the
+device of an env that steps on torch tensors) are interchangeable here: the statistics of either freeze onto,
+save from and load into either, the kind chosen by the env wrapped (torch-stepping or numpy).
+
 The environments themselves come from :func:`lnn_control.sim.make_vec_env` (``check_nan=True``: a NaN or inf
 from the simulator stops training with a clear error instead of poisoning the policy)."""
 
@@ -15,6 +19,8 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from lnn_control.runs.errors import RunError
+from lnn_control.sim.torch_normalize import TorchVecNormalize
+from lnn_control.sim.torch_vec_env import supports_torch_steps
 
 __all__ = [
     "frozen_normalization",
@@ -24,10 +30,21 @@ __all__ = [
 ]
 
 
+Normalizer = VecNormalize | TorchVecNormalize
+
+
+def _on_device_if_torch(norm: VecNormalize) -> Normalizer:
+    """``norm`` as a TorchVecNormalize when the env it wraps steps on torch tensors (kept on its device)."""
+    return TorchVecNormalize.from_sb3(norm) if supports_torch_steps(norm.venv) else norm
+
+
 # ------------------------------------------------------------------------------------------ VecNormalize
 def frozen_normalization(train_env: VecEnv | None, venv: VecEnv) -> VecEnv:
     """``venv`` wrapped like ``train_env`` normalises observations, with its statistics frozen
-    (``training=False``, raw rewards). Returns ``venv`` itself when ``train_env`` does not normalise."""
+    (``training=False``, raw rewards): a TorchVecNormalize when ``venv`` steps on torch tensors, else a
+    VecNormalize. Returns ``venv`` itself when ``train_env`` does not normalise."""
+    if isinstance(train_env, TorchVecNormalize):
+        train_env = train_env.to_sb3()  # a host copy of its settings and statistics
     if not isinstance(train_env, VecNormalize):
         return venv
     frozen = VecNormalize(
@@ -42,12 +59,14 @@ def frozen_normalization(train_env: VecEnv | None, venv: VecEnv) -> VecEnv:
         norm_obs_keys=train_env.norm_obs_keys,
     )
     sync_normalization(train_env, frozen)
-    return frozen
+    return _on_device_if_torch(frozen)
 
 
 def sync_normalization(train_env: VecEnv, eval_env: VecEnv) -> None:
-    """Copy the observation statistics of ``train_env`` into ``eval_env`` (both VecNormalize, or no-op)."""
-    if isinstance(train_env, VecNormalize) and isinstance(eval_env, VecNormalize) and train_env.norm_obs:
+    """Copy the observation statistics of ``train_env`` into ``eval_env`` (each a VecNormalize or a
+    TorchVecNormalize; otherwise a no-op)."""
+    kinds = (VecNormalize, TorchVecNormalize)
+    if isinstance(train_env, kinds) and isinstance(eval_env, kinds) and train_env.norm_obs:
         eval_env.obs_rms = copy.deepcopy(train_env.obs_rms)
 
 
@@ -64,8 +83,8 @@ def _rms_from(arrays: Any, prefix: str) -> RunningMeanStd:
     return rms
 
 
-def normalization_to_npz(env: VecNormalize) -> bytes:
-    """The statistics and settings of a VecNormalize as ``.npz`` bytes (no pickle)."""
+def normalization_to_npz(env: Normalizer) -> bytes:
+    """The statistics and settings of a VecNormalize (or TorchVecNormalize) as ``.npz`` bytes (no pickle)."""
     arrays: dict[str, np.ndarray] = {
         "norm_obs": np.asarray(env.norm_obs),
         "norm_reward": np.asarray(env.norm_reward),
@@ -88,8 +107,9 @@ def normalization_to_npz(env: VecNormalize) -> bytes:
     return buf.getvalue()
 
 
-def normalization_from_npz(data: bytes, venv: VecEnv, *, training: bool, where: str) -> VecNormalize:
-    """A VecNormalize over ``venv`` with the statistics of :func:`normalization_to_npz` bytes.
+def normalization_from_npz(data: bytes, venv: VecEnv, *, training: bool, where: str) -> Normalizer:
+    """A VecNormalize over ``venv`` with the statistics of :func:`normalization_to_npz` bytes (a
+    TorchVecNormalize, on its device, when ``venv`` steps on torch tensors).
 
     ``training=False`` freezes the statistics and leaves rewards raw (evaluation).
     """
@@ -117,7 +137,7 @@ def normalization_from_npz(data: bytes, venv: VecEnv, *, training: bool, where: 
     except (OSError, ValueError, KeyError) as exc:
         raise RunError(f"{where}: unreadable VecNormalize statistics ({exc})") from exc
     _check_shapes(env, where)
-    return env
+    return _on_device_if_torch(env)
 
 
 def _check_shapes(env: VecNormalize, where: str) -> None:

@@ -54,6 +54,8 @@ from torch import nn
 from lnn_control.checks import positive_int
 from lnn_control.sb3.liquid_ppo import LiquidPPO
 from lnn_control.sb3.liquid_sac import LiquidSAC
+from lnn_control.sim.torch_normalize import TorchVecNormalize
+from lnn_control.sim.torch_vec_env import supports_torch_steps
 
 __all__ = [
     "TASK_SECTION_KEYS",
@@ -363,7 +365,9 @@ def build_agent(
 
     Args:
         config: a dict from :func:`load_agent_config`, or a catalogue name / YAML path.
-        env: a VecEnv (used as is, wrapped in VecNormalize when the agent normalises and it is not yet),
+        env: a VecEnv (used as is, wrapped in VecNormalize when the agent normalises and it is not yet; one
+            that steps on torch tensors, such as MJX's, in :class:`~lnn_control.sim.torch_normalize.
+            TorchVecNormalize`, which normalises on its device),
             a gymnasium Env, or a task: a catalogue id or YAML file, or a Gymnasium id, made with
             :func:`lnn_control.sim.make_vec_env` and the agent's ``n_envs``.
         task: the task whose per-task section of the agent (``tasks:``) applies, as :func:`agent_for_task`
@@ -411,8 +415,10 @@ def build_agent(
         from lnn_control.sim import make_vec_env
 
         env = make_vec_env(env, config["n_envs"], seed=hyper.get("seed"))
-    if normalize and isinstance(env, VecEnv) and not isinstance(env, VecNormalize):
-        env = VecNormalize(env, **(normalize if isinstance(normalize, dict) else {}))
+    if normalize and isinstance(env, VecEnv) and not isinstance(env, (VecNormalize, TorchVecNormalize)):
+        # an env that steps on torch tensors keeps them: normalised on its device, rollouts stay there
+        wrapper = TorchVecNormalize if supports_torch_steps(env) else VecNormalize
+        env = wrapper(env, **(normalize if isinstance(normalize, dict) else {}))
     elif normalize and not isinstance(env, VecEnv):
         from stable_baselines3.common.vec_env import DummyVecEnv
 

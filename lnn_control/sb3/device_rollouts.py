@@ -10,7 +10,10 @@ The semantics are those of the numpy rollout (:meth:`LiquidPPO.collect_rollouts`
 :class:`~lnn_control.sb3.carry.RecurrentCarry`): the dt paired with an observation is the time since the
 previous one (the nominal period at an episode start); time-limit truncations are bootstrapped with the value
 of the terminal observation, from the state at the episode's end; SB3's GAE. A test holds the two paths to
-the same training result.
+the same training result. Observation and reward normalisation on the device:
+:class:`~lnn_control.sim.torch_normalize.TorchVecNormalize` (SB3's ``VecNormalize`` hides ``step_torch`` and
+selects the numpy rollout); episode statistics then report the raw rewards, as ``VecMonitor`` under
+``VecNormalize`` does.
 
 Shapes: ``n`` envs, ``D`` observation size, ``nu`` action size, state (num_layers, n, S).
 """
@@ -25,6 +28,7 @@ from gymnasium import spaces
 from stable_baselines3.common.utils import get_device
 
 from lnn_control.sb3.buffers import ChunkSampler
+from lnn_control.sim.torch_vec_env import supports_torch_steps
 
 __all__ = [
     "DeviceCarry",
@@ -35,18 +39,6 @@ __all__ = [
     "collect_device_rollouts",
     "supports_torch_steps",
 ]
-
-
-def supports_torch_steps(env: Any) -> bool:
-    """Whether ``env`` itself steps on torch tensors (``reset_torch``/``step_torch``, see
-    :mod:`lnn_control.sim.torch_vec_env`).
-
-    Checked on the class: a VecEnv wrapper (``VecNormalize``, ``VecMonitor``) forwards unknown attributes to
-    the env inside it, and stepping that env directly would bypass the wrapper (which then runs the numpy
-    rollout, with a host copy per step).
-    """
-    cls = type(env)
-    return callable(getattr(cls, "step_torch", None)) and callable(getattr(cls, "reset_torch", None))
 
 
 class DeviceRolloutBuffer(ChunkSampler):
@@ -331,6 +323,11 @@ def collect_device_rollouts(
     )  # a torch env's device (MJX's is a JAX device: it copies itself)
     env_device = env_device if isinstance(env_device, th.device) else None
     done_tensor = carry.starts
+    original_reward = (  # TorchVecNormalize's raw rewards, as VecMonitor under VecNormalize sees them
+        env.get_original_reward_torch
+        if callable(getattr(type(env), "get_original_reward_torch", None))
+        else None
+    )
     for n_steps in range(n_rollout_steps):
         if algo.use_sde and algo.sde_sample_freq > 0 and n_steps % algo.sde_sample_freq == 0:
             policy.reset_noise(env.num_envs)
@@ -351,7 +348,10 @@ def collect_device_rollouts(
         if not callback.on_step():
             return False
         rewards = step.reward.to(device, th.float32)
-        stats.step(rewards, done_tensor)
+        # episode statistics in the task's reward (a normalising wrapper keeps the raw one)
+        stats.step(
+            rewards if original_reward is None else original_reward().to(device, th.float32), done_tensor
+        )
         rewards = rewards + carry.observe(new_state, step, algo.gamma)
         buffer.add(obs, actions, rewards, starts, values, log_prob, state, dts)
         obs = step.obs.to(device, th.float32)

@@ -29,6 +29,7 @@ from lnn_control.sb3.device_rollouts import (
 )
 from lnn_control.sb3.liquid_algorithm import LiquidAlgorithmMixin
 from lnn_control.sb3.policies import LiquidActorCriticPolicy, MultiInputLiquidActorCriticPolicy
+from lnn_control.sim.torch_normalize import TorchVecNormalize
 
 SelfLiquidPPO = TypeVar("SelfLiquidPPO", bound="LiquidPPO")
 
@@ -38,7 +39,8 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
 
     Same surface as SB3's PPO and sb3-contrib's RecurrentPPO: ``learn`` (callbacks, progress bar,
     TensorBoard), ``predict(obs, state, episode_start, deterministic)`` returning ``(action, state)``,
-    ``save``/``load``, ``get_env``/``set_env``; works with ``evaluate_policy`` and ``VecNormalize``.
+    ``save``/``load``, ``get_env``/``set_env``; works with ``evaluate_policy`` and ``VecNormalize``
+    (on the device path, :class:`~lnn_control.sim.torch_normalize.TorchVecNormalize`).
 
     What differs from PPO:
 
@@ -191,6 +193,14 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_device_rollout"]
+
+    def get_vec_normalize_env(self) -> Any:
+        """SB3's ``VecNormalize`` of the env, or the env itself when it is a
+        :class:`~lnn_control.sim.torch_normalize.TorchVecNormalize` (normalisation on the device), which
+        reads as one: checkpoints and the export API find its statistics."""
+        if isinstance(self.env, TorchVecNormalize):
+            return self.env
+        return super().get_vec_normalize_env()
 
     def _rollout_buffer_for(self, env: VecEnv) -> RolloutBuffer | DeviceRolloutBuffer:
         """The rollout buffer for ``env``: on the device for an env with ``step_torch``, else SB3's numpy one

@@ -8,6 +8,8 @@ The device protocol, which :class:`~lnn_control.sim.mjx.MjxVecEnv` and :class:`T
 ``LiquidPPO`` trains on such an env without a host copy per step (its rollouts and sequence buffer stay on
 the policy's device). :class:`TorchVecEnvBase` derives SB3's numpy VecEnv API from the two methods (one host
 copy per step), so the same env also serves SB3 tools, evaluation and wrappers such as ``VecNormalize``.
+Wrapping hides ``step_torch`` (training then takes the numpy path); to normalise on the device, wrap in
+:class:`~lnn_control.sim.torch_normalize.TorchVecNormalize`, which steps on torch tensors itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,19 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-__all__ = ["TorchStep", "TorchVecEnvBase"]
+__all__ = ["TorchStep", "TorchVecEnvBase", "supports_torch_steps"]
+
+
+def supports_torch_steps(env: Any) -> bool:
+    """Whether ``env`` itself steps on torch tensors (``reset_torch``/``step_torch``, the protocol above).
+
+    Checked on the class: a VecEnv wrapper (``VecNormalize``, ``VecMonitor``) forwards unknown attributes to
+    the env inside it, and stepping that env directly would bypass the wrapper (which then runs the numpy
+    rollout, with a host copy per step). :class:`~lnn_control.sim.torch_normalize.TorchVecNormalize` is a
+    wrapper that steps on torch tensors itself.
+    """
+    cls = type(env)
+    return callable(getattr(cls, "step_torch", None)) and callable(getattr(cls, "reset_torch", None))
 
 
 class TorchStep(NamedTuple):

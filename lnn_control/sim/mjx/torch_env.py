@@ -27,6 +27,7 @@ from lnn_control.sim.catalogue import AppendDtSpec, MaskSpec, TaskSpec, WrapperS
 from lnn_control.sim.make import base_env_args
 from lnn_control.sim.masks import observation_indices
 from lnn_control.sim.mjx.env import MjxVecEnv
+from lnn_control.sim.torch_normalize import TorchVecNormalize
 from lnn_control.sim.torch_vec_env import TorchStep, TorchVecEnvBase
 
 __all__ = ["TorchStep", "TorchVecEnv", "make_torch_vec_env"]
@@ -115,11 +116,27 @@ class TorchVecEnv(TorchVecEnvBase):
 
 
 def make_torch_vec_env(
-    name: str | Path | TaskSpec, n_envs: int, *, seed: int | None = None, **kwargs: Any
-) -> TorchVecEnv:
+    name: str | Path | TaskSpec,
+    n_envs: int,
+    *,
+    seed: int | None = None,
+    normalize: bool | dict[str, Any] = False,
+    **kwargs: Any,
+) -> TorchVecEnv | TorchVecNormalize:
     """Catalogue entry ``name`` as a :class:`TorchVecEnv` (``kwargs``: :class:`MjxVecEnv` arguments such as
-    ``device``, ``x64``, ``randomization``, v5 task arguments)."""
+    ``device``, ``x64``, ``randomization``, v5 task arguments).
+
+    ``normalize``: True (or a dict of its arguments: ``clip_obs``, ``norm_reward``, ``gamma``, ...) wraps it
+    in a :class:`~lnn_control.sim.torch_normalize.TorchVecNormalize`, SB3's ``VecNormalize`` on the device.
+    """
+    if not isinstance(normalize, (bool, dict)):
+        raise ValueError(
+            f"normalize must be True, False or a dict of TorchVecNormalize arguments, got {normalize!r}"
+        )
     spec = get_task(name)
     base, env_kwargs = base_env_args(spec, kwargs)
     env = MjxVecEnv(base, n_envs, seed=seed, **env_kwargs)
-    return TorchVecEnv(env, spec.wrappers, base=spec.base, nominal_dt=spec.nominal_dt)
+    venv = TorchVecEnv(env, spec.wrappers, base=spec.base, nominal_dt=spec.nominal_dt)
+    if not normalize:
+        return venv
+    return TorchVecNormalize(venv, **(normalize if isinstance(normalize, dict) else {}))
