@@ -37,6 +37,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
+from lnn_control.atomic import atomic_write_bytes
 from lnn_control.sim.torch_vec_env import TorchStep, TorchVecEnvBase, supports_torch_steps
 
 __all__ = ["TorchRunningMeanStd", "TorchVecNormalize"]
@@ -380,9 +381,9 @@ class TorchVecNormalize(TorchVecEnvBase):
 
     def save(self, save_path: str | Path) -> None:
         """Write the settings and statistics in ``VecNormalize.save``'s format (SB3's
-        ``VecNormalize.load`` and :meth:`load` read it; the export API's ``vec_normalize=path`` too)."""
-        with open(save_path, "wb") as file:
-            pickle.dump(self.to_sb3(), file)
+        ``VecNormalize.load`` and :meth:`load` read it; the export API's ``vec_normalize=path``
+        too), atomically (a temporary file, then a rename)."""
+        atomic_write_bytes(save_path, pickle.dumps(self.to_sb3()))
 
     @classmethod
     def load(cls, load_path: str | Path, venv: Any) -> TorchVecNormalize:
