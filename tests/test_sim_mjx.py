@@ -197,9 +197,7 @@ def test_reacher_observation_and_reward_equal_the_numpy_task_on_identical_states
     n = 8
     cpu = BatchedMujocoVecEnv("Reacher", n, seed=0, nthread=1)
     rng = np.random.default_rng(14)
-    q = np.column_stack(
-        (rng.uniform(-6, 6, n), rng.uniform(-3.2, 3.2, n), rng.uniform(-0.2, 0.2, (n, 2)) * [[1, -1]])
-    )
+    q = np.column_stack((rng.uniform(-6, 6, n), rng.uniform(-3.2, 3.2, n), rng.uniform(-0.2, 0.2, (n, 2))))
     q[0, 1] = 3.1  # past the elbow's limit of 3
     v = rng.uniform(-20, 20, (n, 4))
     cpu.set_state(q, v)
