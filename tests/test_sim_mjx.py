@@ -1,5 +1,6 @@
 """MJX backend pieces that need no MJX compile: errors, the on-device timing draw, DLPack hand-off,
-model randomisation values. The physics parity tests are in test_sim_mjx_parity.py (slow)."""
+model randomisation values, a task's observation/reward/reset code on given states. The physics parity
+tests are in test_sim_mjx_parity.py (slow)."""
 
 from __future__ import annotations
 
@@ -90,9 +91,10 @@ def test_unsupported_model_feature_is_named(tmp_path) -> None:
         MjxVecEnv("InvertedPendulum", 2, xml_file=str(path))
 
 
-def test_unsupported_task_and_per_episode_randomisation_are_refused() -> None:
-    from lnn_control.sim.mjx import MjxVecEnv
+def test_unsupported_task_and_per_episode_randomisation_are_refused(monkeypatch) -> None:
+    from lnn_control.sim.mjx import MjxVecEnv, tasks
 
+    monkeypatch.delitem(tasks.JAX_TASKS, "Reacher")  # every task has an MJX version: pretend one lacks it
     with pytest.raises(ValueError, match=r"'Reacher' has no MJX version yet.*HalfCheetah"):
         MjxVecEnv("Reacher", 2)
     with pytest.raises(NotImplementedError, match="per_episode=True is not supported"):
@@ -173,3 +175,69 @@ def test_randomised_models_equal_the_cpu_backends_for_a_seed() -> None:
             ref = mi.stat.meaninertia if name == "stat.meaninertia" else getattr(mi, name)
             np.testing.assert_array_equal(values[i], ref, err_msg=name)
     assert not np.array_equal(fields["body_mass"][0], fields["body_mass"][1])
+
+
+# ---------------------------------------------------------------- task code on identical states
+def _mjx_data_of(cpu, ids: list[int]):
+    """The CPU envs' MjData (after mj_forward) as one batched mjx.Data, (len(ids), ...) leaves."""
+    _, mjx = _deps.require_mjx()
+    datas = [mjx.put_data(cpu.model, d) for d in cpu.get_attr("data", ids)]
+    return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *datas)
+
+
+@pytest.mark.parametrize("action_dtype", [np.float64, np.float32])
+def test_reacher_observation_and_reward_equal_the_numpy_task_on_identical_states(action_dtype) -> None:
+    """The JAX Reacher reads the same physics state as the numpy task (no MJX physics involved): the
+    observation (angles, target, velocities, fingertip-to-target) and reward terms agree within 1e-12, at
+    states with the elbow past its joint limit and goals all over the disc; float32 actions give a float32
+    control cost on both."""
+    from lnn_control.sim.batched import BatchedMujocoVecEnv
+    from lnn_control.sim.mjx.tasks import make_jax_task
+
+    n = 8
+    cpu = BatchedMujocoVecEnv("Reacher", n, seed=0, nthread=1)
+    rng = np.random.default_rng(14)
+    q = np.column_stack((rng.uniform(-6, 6, n), rng.uniform(-3.2, 3.2, n), rng.uniform(-0.2, 0.2, (n, 2))))
+    q[0, 1] = 3.1  # past the elbow's limit of 3
+    v = rng.uniform(-20, 20, (n, 4))
+    cpu.set_state(q, v)
+    actions = rng.uniform(-1, 1, (n, 2)).astype(action_dtype)
+    dt = np.full(n, 0.02)
+    ref = cpu.task.evaluate(None, actions, dt)
+    jtask = make_jax_task("Reacher", model=cpu.model)
+    with jax.enable_x64(True):
+        d = _mjx_data_of(cpu, list(range(n)))
+        obs = np.asarray(jax.vmap(jtask.observe)(d))
+        reward, terminated, info = jax.vmap(jtask.evaluate)(None, d, jnp.asarray(actions), jnp.asarray(dt))
+    assert obs.shape == (n, jtask.observation_size()) == cpu.observe().shape
+    np.testing.assert_allclose(obs, cpu.observe(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(reward), ref.reward, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(terminated), ref.terminated)
+    assert set(info) == set(ref.info)
+    for k in info:
+        np.testing.assert_allclose(np.asarray(info[k]), ref.info[k], rtol=1e-12, atol=1e-12, err_msg=k)
+    assert np.asarray(info["reward_ctrl"]).dtype == ref.info["reward_ctrl"].dtype == action_dtype
+
+
+def test_reacher_reset_draws_have_the_numpy_tasks_distribution() -> None:
+    """JAX's Reacher resets: arm angles within 0.1 of qpos0, goals uniform in the open disc of radius 0.2
+    (E|g|^2 = 0.02; the square it is drawn from would give 0.027), arm velocities within 0.005, the target
+    at rest; the numpy task's draws have the same statistics."""
+    from lnn_control.sim.batched import BatchedMujocoVecEnv
+    from lnn_control.sim.mjx.tasks import make_jax_task
+
+    n = 4000
+    cpu = BatchedMujocoVecEnv("Reacher", 1, seed=0, nthread=1)
+    jtask = make_jax_task("Reacher", model=cpu.model)
+    with jax.enable_x64(True):
+        qpos, qvel = jax.vmap(jtask.sample_reset)(jax.random.split(jax.random.PRNGKey(15), n))
+    qpos, qvel = np.asarray(qpos), np.asarray(qvel)
+    ref_qpos, ref_qvel = cpu.task.sample_reset(np.random.default_rng(15), n)
+    for q, v in ((qpos, qvel), (ref_qpos, ref_qvel)):
+        assert np.all(np.abs(q[:, :2] - cpu.model.qpos0[:2]) <= 0.1)
+        assert np.all(np.abs(v[:, :2]) <= 0.005) and np.all(v[:, 2:] == 0)
+        r2 = np.sum(q[:, 2:] ** 2, axis=1)
+        assert np.all(r2 < 0.04)
+        assert abs(r2.mean() - 0.02) < 1.5e-3, r2.mean()  # sd of the mean: 2.6e-4
+        assert abs(np.mean(q[:, 2] > 0) - 0.5) < 0.05 and abs(np.mean(q[:, 3] > 0) - 0.5) < 0.05
+    assert len(np.unique(qpos[:, 2])) == n  # one goal per env, not one shared draw

@@ -67,7 +67,7 @@ class MjxVecEnv(VecEnv):
 
     Args:
         task: base task name without version ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer",
-            "InvertedPendulum"). A catalogue entry is built by
+            "InvertedPendulum", "InvertedDoublePendulum", "Reacher"). A catalogue entry is built by
             ``lnn_control.sim.make_vec_env(name, n_envs, backend="mjx")`` or :func:`make_torch_vec_env`.
         n_envs: number of environments (>= 1).
         seed: seed of the JAX key (reset noise, timing) and of the numpy Generator of model randomisation.

@@ -355,7 +355,64 @@ class InvertedDoublePendulum(JaxTask):
         return self._uniform_qpos_normal_qvel(key)
 
 
-_CLASSES = (HalfCheetah, Hopper, Walker2d, Ant, Swimmer, InvertedPendulum, InvertedDoublePendulum)
+class Reacher(JaxTask):
+    """Reacher v5. The fingertip-to-target vector reads ``xpos`` of the last substep's kinematics, as the
+    numpy task (and Gymnasium's ``get_body_com``); the target is two slide joints (the last two of qpos),
+    so the per-episode goal lives in the state and survives ``set_state``. The goal is drawn uniformly in
+    the open disc of radius 0.2 by rejection, per env, as Gymnasium does (JAX's stream, not numpy's)."""
+
+    name = "Reacher"
+    #: goal coordinates are drawn in [-GOAL_RANGE, GOAL_RANGE]^2 and kept when their norm is below it
+    GOAL_RANGE: ClassVar[float] = 0.2
+
+    def __init__(self, task: MujocoTask, model: Any) -> None:
+        super().__init__(task, model)
+        self.fingertip = task.body_id("fingertip")
+        self.target = task.body_id("target")
+
+    def fingertip_to_target(self, d: Any) -> jax.Array:
+        """``xpos[fingertip] - xpos[target]``, (3,)."""
+        return d.xpos[self.fingertip] - d.xpos[self.target]
+
+    def observe(self, d: Any) -> jax.Array:
+        theta = d.qpos[:2]
+        return jnp.concatenate(
+            (jnp.cos(theta), jnp.sin(theta), d.qpos[2:], d.qvel[:2], self.fingertip_to_target(d)[:2])
+        )
+
+    def evaluate(self, before: Any, d: Any, action: jax.Array, dt: jax.Array) -> tuple[Any, Any, Info]:
+        reward_dist = -jnp.linalg.norm(self.fingertip_to_target(d)) * self.params["reward_dist_weight"]
+        # the numpy task's order of operations, in the action's dtype (float32 actions: a float32 cost)
+        reward_ctrl = -jnp.sum(jnp.square(action)) * self.params["reward_control_weight"]
+        info = {"reward_dist": reward_dist, "reward_ctrl": reward_ctrl}
+        return reward_dist + reward_ctrl, jnp.zeros((), bool), info
+
+    def sample_goal(self, key: jax.Array) -> jax.Array:
+        """A goal ``(2,)`` uniform in the open disc of radius GOAL_RANGE: uniform draws in the square,
+        redrawn while outside (each round keeps with probability pi/4)."""
+        r = self.GOAL_RANGE
+        dtype = jnp.result_type(float)
+
+        def draw(carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            key, _ = carry
+            key, sub = jax.random.split(key)
+            return key, jax.random.uniform(sub, (2,), dtype, minval=-r, maxval=r)
+
+        def outside(carry: tuple[jax.Array, jax.Array]) -> jax.Array:
+            return jnp.linalg.norm(carry[1]) >= r
+
+        return jax.lax.while_loop(outside, draw, draw((key, jnp.zeros(2, dtype))))[1]
+
+    def sample_reset(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        kq, kg, kv = jax.random.split(key, 3)
+        dtype = jnp.result_type(float)
+        qpos = jnp.asarray(self.init_qpos, dtype) + self._uniform(kq, 0.1, self.nq, dtype)
+        qpos = qpos.at[-2:].set(self.sample_goal(kg))
+        qvel = self._uniform(kv, 0.005, self.nv, dtype).at[-2:].set(0)
+        return qpos, qvel
+
+
+_CLASSES = (HalfCheetah, Hopper, Walker2d, Ant, Swimmer, InvertedPendulum, InvertedDoublePendulum, Reacher)
 JAX_TASKS: dict[str, type[JaxTask]] = {cls.name: cls for cls in _CLASSES}
 
 
