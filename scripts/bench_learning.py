@@ -46,9 +46,9 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from lnn_control.runs.callback import TrainingCurve
 from lnn_control.sb3.agent_evaluation import evaluate_agent
 from lnn_control.sb3.agents import agent_for_task, build_agent, describe_task_section, load_agent_config
 
@@ -68,23 +68,6 @@ SAC_TASKS = ["HalfCheetah-NoVel-Jitter-v0", "Hopper-NoVel-Jitter-v0", "HalfCheet
 SAC_AGENTS = ["sac-mlp", "sac-lstm", "liquid-sac-cfc", "liquid-ppo-cfc"]
 
 
-class _Curve(BaseCallback):
-    """(timesteps, mean return of the last 20 training episodes) after every rollout."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.points: list[tuple[int, float]] = []
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        episodes = self.model.ep_info_buffer
-        if episodes:
-            recent = [e["r"] for e in list(episodes)[-20:]]
-            self.points.append((self.num_timesteps, float(np.mean(recent))))
-
-
 def make_env(task: str, n_envs: int, seed: int, threads: int = 1) -> VecEnv:
     """The catalogue task as a batched VecEnv (lnn_control.sim) stepping on ``threads`` threads."""
     from lnn_control.sim import make_vec_env
@@ -98,7 +81,7 @@ def run(task: str, agent: str, seed: int, args: argparse.Namespace) -> tuple[flo
         print(line, flush=True)
     env = make_env(task, config["n_envs"], seed, args.threads)
     model = build_agent(config, env, seed=seed, device=args.device)
-    curve = _Curve()
+    curve = TrainingCurve()
     model.learn(args.timesteps, callback=curve)
     eval_env = make_env(task, args.eval_envs, seed + 10_000, args.threads)
     train_env = model.get_env()

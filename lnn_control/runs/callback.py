@@ -27,7 +27,24 @@ from lnn_control.runs.normalization import sync_normalization
 from lnn_control.runs.plotting import plot_learning_curve
 from lnn_control.runs.signals import GracefulStop
 
-__all__ = ["RunCallback", "TrainingState", "curve_title", "format_row"]
+__all__ = ["RunCallback", "TrainingCurve", "TrainingState", "curve_title", "format_row"]
+
+
+class TrainingCurve(BaseCallback):
+    """A learning curve from the training episodes: ``points`` gets (timesteps, mean return of the last 20
+    finished episodes) after every rollout (the benchmarks' curves; runs evaluate separately)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.ep_info_buffer:
+            recent = [e["r"] for e in list(self.model.ep_info_buffer)[-20:]]
+            self.points.append((int(self.num_timesteps), float(sum(recent) / len(recent))))
 
 
 @dataclasses.dataclass

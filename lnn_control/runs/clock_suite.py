@@ -25,32 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from lnn_control.atomic import atomic_write_text
 from lnn_control.checks import positive_int
+from lnn_control.runs.callback import TrainingCurve
 
 __all__ = ["CLOCK_AGENTS", "clock_run", "run_clock_suite", "write_clock_report"]
 
 CLOCK_AGENTS = ("ppo-mlp", "ppo-lstm", "liquid-ppo-cfc", "liquid-ppo-ltc", "liquid-ppo-ncp")
 EVAL_SEED_OFFSET = 10_000
-
-
-class _TrainingCurve(BaseCallback):
-    """(timesteps, mean return of the last 20 training episodes) after every rollout."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.points: list[tuple[int, float]] = []
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        if self.model.ep_info_buffer:
-            recent = [e["r"] for e in list(self.model.ep_info_buffer)[-20:]]
-            self.points.append((int(self.num_timesteps), float(np.mean(recent))))
 
 
 def clock_run(
@@ -73,7 +57,7 @@ def clock_run(
     config = load_agent_config(agent)
     train_env = make_vec_env(IntervalTimingEnv, n_envs=config["n_envs"], seed=seed, env_kwargs=env_kwargs)
     model = build_agent(config, train_env, seed=seed)
-    curve = _TrainingCurve()
+    curve = TrainingCurve()
     start = time.perf_counter()
     model.learn(timesteps, callback=curve)
     wall = time.perf_counter() - start
