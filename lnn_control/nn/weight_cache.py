@@ -23,18 +23,21 @@ T = TypeVar("T")
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def _tensors(module: nn.Module) -> list[torch.Tensor | None]:
-    """Parameters and buffers of ``module`` and its children (direct dict walk: this runs every step)."""
-    found = [*module._parameters.values(), *module._buffers.values()]
-    for child in module._modules.values():
-        if child is not None:
-            found += _tensors(child)
-    return found
-
-
 def _version_key(module: nn.Module) -> tuple[tuple[int, int, int], ...]:
-    """Identity, storage and in-place version of every tensor the derived weights depend on."""
-    return tuple((id(t), t.data_ptr(), t._version) for t in _tensors(module) if t is not None)
+    """Identity, storage and in-place version of every parameter and buffer of ``module`` and its children
+    (what the derived weights depend on), by a direct walk of the modules' dicts: this runs every step."""
+    key = []
+    modules = [module]
+    while modules:
+        current = modules.pop()
+        if current is None:
+            continue
+        for tensors in (current._parameters, current._buffers):
+            for t in tensors.values():
+                if t is not None:
+                    key.append((id(t), t.data_ptr(), t._version))
+        modules.extend(current._modules.values())
+    return tuple(key)
 
 
 def cached_when_inference(module: nn.Module, compute: Callable[[], T], variant: object = None) -> T:
