@@ -344,9 +344,10 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
             return super()._get_action_dist_from_latent(latent_pi)
         mean = self.action_net(latent_pi)
         std = self.log_std.exp()
-        # one reduction: any NaN or inf in the mean, or a std that is 0, inf or NaN, makes it non-finite (a
-        # finite sum that overflows is re-checked entry by entry before any error)
-        if not bool(th.isfinite(mean.sum() + std.log().sum())):
+        # one number: any NaN or inf in the mean, or a std that is 0, inf or NaN, makes it non-finite (a
+        # finite sum that overflows is re-checked entry by entry before any error); math.isfinite on the
+        # host, as th.isfinite of a 0-d tensor is several dispatches
+        if not math.isfinite(float(mean.sum() + std.log().sum())):
             _check_gaussian(mean, std)
         self.action_dist.distribution = Normal(mean, th.ones_like(mean) * std, validate_args=False)
         return self.action_dist
