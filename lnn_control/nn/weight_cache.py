@@ -6,6 +6,11 @@ result only changes when a parameter or buffer does, so one-step control loops c
 
 The cache lives beside the module (a weak map), not in it: copies, pickles and traced exports of a module
 never carry a stale cache, and nothing outside this file needs to know it exists.
+
+A change is seen through each tensor's identity, storage and version counter. Writes that bypass the counter
+are not seen: through ``.data`` (SB3's ``polyak_update`` writes target networks so), and torch's fused Adam
+kernel (2.13, CPU). After such a write call ``torch.autograd.graph.increment_version`` on the parameters (the
+liquid PPO policy does so after its fused optimizer's step).
 """
 
 from __future__ import annotations
