@@ -1,5 +1,7 @@
 """The liquid actor-critic policy: predict vs sequence evaluation, resets, save/load, argument errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch as th
@@ -270,6 +272,51 @@ def test_predict_rejects_non_finite_observations_and_keeps_the_state():
     assert np.all(np.isfinite(again))
 
 
+def test_a_non_finite_action_distribution_is_a_clear_error_in_rollouts_predict_and_training() -> None:
+    """torch's argument validation is off for the Gaussian (speed); the policy's own check names the bad
+    entry instead, wherever the distribution is built."""
+    model = _model()
+    policy = model.policy
+    obs = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    state, starts, dts = policy.initial_state(2), th.zeros(2, dtype=th.bool), th.full((2,), 0.01)
+    with th.no_grad():
+        policy.action_net.bias.fill_(float("nan"))
+    mean_error = r"distribution's mean must be finite, got nan at index \(0, 0\) \(sample, action dim\)"
+    with pytest.raises(ValueError, match=mean_error):
+        model._carry.act(obs[:1])  # the rollout step (one env)
+    with pytest.raises(ValueError, match=mean_error):
+        model.predict(obs, dt=0.01)
+    with pytest.raises(ValueError, match=mean_error):  # a training minibatch
+        policy.evaluate_actions(th.as_tensor(obs), th.zeros(2, 1), state, starts.view(2, 1), dts.view(2, 1))
+    fresh = _model()
+    with th.no_grad():
+        fresh.policy.log_std.fill_(-200.0)  # exp underflows: std 0
+    with pytest.raises(ValueError, match=r"std must be finite and > 0, got 0.0 at action dim 0"):
+        fresh.policy(th.as_tensor(obs), state, starts, dts)
+    with th.no_grad():
+        fresh.policy.log_std.fill_(float("inf"))
+    with pytest.raises(ValueError, match=r"std must be finite and > 0, got inf at action dim 0"):
+        fresh.predict(obs, dt=0.01)
+
+
+def test_the_gaussian_without_validation_gives_sb3s_values() -> None:
+    """Same operations as SB3's DiagGaussianDistribution: identical actions, log-probs and entropies."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    policy = _model().policy
+    latent = th.randn(5, policy.mlp_extractor.latent_dim_pi, generator=th.Generator().manual_seed(0))
+    ours = policy._get_action_dist_from_latent(latent)  # (the policy reuses one distribution object)
+    ours_normal = ours.distribution
+    actions = th.randn(5, policy.action_space.shape[0], generator=th.Generator().manual_seed(1))
+    ours_values = (ours.log_prob(actions), ours.entropy(), ours.mode())
+    sb3 = ActorCriticPolicy._get_action_dist_from_latent(policy, latent)
+    assert sb3.distribution._validate_args and not ours_normal._validate_args
+    assert th.equal(ours_normal.mean, sb3.distribution.mean)
+    assert th.equal(ours_normal.stddev, sb3.distribution.stddev)
+    for mine, theirs in zip(ours_values, (sb3.log_prob(actions), sb3.entropy(), sb3.mode()), strict=True):
+        assert th.equal(mine, theirs)
+
+
 def test_save_is_atomic_and_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
     import os
 
@@ -298,13 +345,14 @@ def test_save_is_atomic_and_keeps_the_previous_file_on_failure(tmp_path, monkeyp
 @pytest.mark.parametrize(
     ("optimizer_kwargs", "expected"),
     [
-        (None, {"eps": 1e-5, "foreach": True}),  # SB3's Adam default, plus the multi-tensor update
-        ({"eps": 1e-3}, {"eps": 1e-3, "foreach": True}),  # given kwargs are kept (no eps added, as SB3)
+        (None, {"eps": 1e-5, "fused": True}),  # SB3's Adam default, plus the fused update
+        ({"eps": 1e-3}, {"eps": 1e-3, "fused": True}),  # given kwargs are kept (no eps added, as SB3)
         ({"foreach": False}, {"foreach": False}),  # an explicit choice wins
+        ({"foreach": True}, {"foreach": True}),
         ({"fused": False}, {"fused": False}),
     ],
 )
-def test_optimizer_defaults_to_the_multi_tensor_update(optimizer_kwargs, expected) -> None:
+def test_optimizer_defaults_to_the_fused_update(optimizer_kwargs, expected) -> None:
     model = _model(optimizer_kwargs=optimizer_kwargs)
     assert model.policy.optimizer_kwargs == expected
     group = model.policy.optimizer.param_groups[0]
@@ -312,12 +360,48 @@ def test_optimizer_defaults_to_the_multi_tensor_update(optimizer_kwargs, expecte
         assert group[key] == value
 
 
+def test_optimizers_without_a_fused_update_default_to_the_multi_tensor_one() -> None:
+    model = _model(optimizer_class=th.optim.RMSprop)
+    assert model.policy.optimizer_kwargs == {"foreach": True}
+    assert model.policy.optimizer.param_groups[0]["foreach"] is True
+
+
+def _trained_parameters(optimizer_kwargs: dict | None) -> list[th.Tensor]:
+    model = _model(optimizer_kwargs=optimizer_kwargs)
+    model.learn(64)
+    return [p.detach().clone() for p in model.policy.parameters()]
+
+
 def test_multi_tensor_optimizer_trains_the_same_parameters_as_the_per_tensor_loop() -> None:
-    """The foreach default is a speed choice only: the learned parameters are bit for bit the same."""
-    params = []
-    for optimizer_kwargs in (None, {"eps": 1e-5, "foreach": False}):
-        model = _model(optimizer_kwargs=optimizer_kwargs)
-        model.learn(64)
-        params.append([p.detach().clone() for p in model.policy.parameters()])
-    for default, per_tensor in zip(*params, strict=True):
-        assert th.equal(default, per_tensor)
+    """foreach is a speed choice only: the learned parameters are bit for bit the same."""
+    per_tensor = _trained_parameters({"eps": 1e-5, "foreach": False})
+    for multi, single in zip(_trained_parameters({"eps": 1e-5, "foreach": True}), per_tensor, strict=True):
+        assert th.equal(multi, single)
+
+
+def test_fused_optimizer_trains_the_per_tensor_loops_parameters_up_to_rounding() -> None:
+    """The fused default rounds differently in the last bit: after 4 updates (40 Adam steps) the parameters
+    agree with the per-tensor loop's to float32 rounding, far below what one step moves them."""
+    initial = [p.detach().clone() for p in _model().policy.parameters()]
+    per_tensor = _trained_parameters({"eps": 1e-5, "foreach": False})
+    fused = _trained_parameters(None)
+    for start, loop, default in zip(initial, per_tensor, fused, strict=True):
+        assert not th.equal(start, loop)  # trained
+        th.testing.assert_close(default, loop, rtol=1e-5, atol=1e-6)
+
+
+def test_the_fused_update_is_seen_by_inference_after_the_step() -> None:
+    """The fused kernel does not bump the parameters' version counters; the policy's step hook does, so the
+    cell weights cached for inference (keyed by them) are derived again after an update."""
+    model = _model()
+    obs = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    before, _ = model.predict(obs, deterministic=True, dt=0.01)  # fills the inference weight cache
+    optimizer = model.policy.optimizer
+    optimizer.zero_grad()
+    sum(p.sum() for p in model.policy.parameters()).backward()
+    optimizer.step()
+    after, _ = model.predict(obs, deterministic=True, dt=0.01)
+    fresh = copy.deepcopy(model.policy)  # no cache entry: derives the weights from the parameters
+    expected, _ = fresh.predict(obs, deterministic=True, dt=0.01)
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, expected)

@@ -308,6 +308,7 @@ class CfCCell(LiquidCell):
                 f"wiring is built for input_dim={wiring.input_dim}, but input_size={self.input_size}"
             )
         self.wiring = wiring
+        self.__dict__.pop("_kernel_covers", None)  # new blocks: _native_applies looks again
         self.state_size = wiring.units
         self.output_size = wiring.output_dim
         blocks = []
@@ -348,12 +349,11 @@ class CfCCell(LiquidCell):
         self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """x (B, T, in), h (B, H), dt (B, T), keep (B, T) (0: reset before step) -> (y (B, T, out), h_T)."""
-        blocks = list(self.blocks)
         native = self._native_applies(x, h, dt, keep)
         weights, plans, prepared = cached_when_inference(
-            self, lambda: self._loop_weights(blocks, native), variant=native
+            self, lambda: self._loop_weights(list(self.blocks), native), variant=native
         )
-        masks = blocks[0].dropout_masks(x, plans[0])
+        masks = self.blocks[0].dropout_masks(x, plans[0]) if plans[0].dropout else None
         if prepared is not None:
             pre = torch.nn.functional.linear(x, weights[0][0], weights[0][1])  # (B, T, P)
             states = cfc_native.cfc_recurrence(
@@ -374,6 +374,7 @@ class CfCCell(LiquidCell):
                 self.mode == "no_gate",
             ).transpose(0, 1)
             return states, states[:, -1]
+        blocks = list(self.blocks)
         # Per-step views (see split_steps: never index [:, t] in a differentiable loop).
         dts = split_steps(dt.unsqueeze(-1), 1)  # T x (B, 1)
         keeps = [None] * x.shape[1] if keep is None else split_steps(keep.unsqueeze(-1), 1)
@@ -427,11 +428,16 @@ class CfCCell(LiquidCell):
     def _native_applies(self, x: Tensor, h: Tensor, dt: Tensor, keep: Tensor | None) -> bool:
         """Whether this call runs the compiled kernel: a configuration it covers (at most one backbone layer,
         with tanh or LeCun tanh) and tensors it takes (see ``cfc_native``)."""
-        block = self.blocks[0]
+        covers = self.__dict__.get("_kernel_covers")  # the configuration part, fixed once built
+        if covers is None:
+            block = self.blocks[0]
+            covers = len(block.backbone) <= 1 and (
+                not len(block.backbone) or isinstance(block.activation, (LeCunTanh, nn.Tanh))
+            )
+            self._kernel_covers = covers
         return (
             self.use_fused_loop
-            and len(block.backbone) <= 1
-            and (not len(block.backbone) or isinstance(block.activation, (LeCunTanh, nn.Tanh)))
+            and covers
             and not dt.requires_grad
             and (keep is None or not keep.requires_grad)
             and cfc_native.usable(x, h, dt)

