@@ -250,6 +250,27 @@ def test_training_updates_every_part_and_logs() -> None:
     assert bool(model.policy.irregular_timing)
 
 
+@pytest.mark.parametrize("cell", ["cfc", "ltc"])
+def test_target_critics_see_the_polyak_updates(cell: str) -> None:
+    """The target critics run under no_grad, where the cells reuse derived weights until a parameter's
+    version changes; SB3's polyak_update writes through ``.data``, which does not change it. The targets must
+    still compute with their current parameters (not the initial ones)."""
+    import copy
+
+    model = _model(_clock_env(), cell=cell, learning_starts=60, gradient_steps=2)
+    target = model.policy.critic_target
+    core = target.cores[0]
+    x, h, dt = th.randn(5, 4), core.initial_state(5), th.full((5, 1), 0.02)
+    with th.no_grad():
+        core.step(x, h, dt)  # the derived weights are now cached for the initial parameters
+    model.learn(200)
+    assert model._n_updates > 0
+    with th.no_grad():
+        seen, _ = core.step(x, h, dt)
+        fresh, _ = copy.deepcopy(core).step(x, h, dt)  # a copy derives its weights afresh
+    th.testing.assert_close(seen, fresh, rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------------- predict and persistence
 def test_predict_with_carried_state_equals_sequence_evaluation() -> None:
     model = _model(_clock_env())
