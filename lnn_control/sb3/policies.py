@@ -347,7 +347,7 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         # one number: any NaN or inf in the mean, or a std that is 0, inf or NaN, makes it non-finite (a
         # finite sum that overflows is re-checked entry by entry before any error); math.isfinite on the
         # host, as th.isfinite of a 0-d tensor is several dispatches
-        if not math.isfinite(float(mean.sum() + std.log().sum())):
+        if not math.isfinite(float(mean.detach().sum() + std.detach().log().sum())):
             _check_gaussian(mean, std)
         self.action_dist.distribution = Normal(mean, th.ones_like(mean) * std, validate_args=False)
         return self.action_dist
