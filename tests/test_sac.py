@@ -271,6 +271,27 @@ def test_target_critics_see_the_polyak_updates(cell: str) -> None:
     th.testing.assert_close(seen, fresh, rtol=0, atol=0)
 
 
+def test_predict_sees_the_updates_of_a_fused_optimizer() -> None:
+    """A fused Adam writes parameters without bumping their versions; predict (no_grad, cached cell weights)
+    must still act with the updated actor, as a fresh copy of it does."""
+    import copy
+
+    model = _model(
+        _clock_env(), learning_starts=60, gradient_steps=2,
+        policy_kwargs=dict(units=8, net_arch=[16], optimizer_kwargs=dict(fused=True)),
+    )  # fmt: skip
+    assert model.actor.optimizer.defaults["fused"]
+    core = model.actor.core
+    x, h, dt = th.randn(5, 4), core.initial_state(5), th.full((5, 1), 0.02)
+    with th.no_grad():
+        core.step(x, h, dt)  # derived weights cached for the initial parameters
+    model.learn(200)
+    with th.no_grad():
+        seen, _ = core.step(x, h, dt)
+        fresh, _ = copy.deepcopy(core).step(x, h, dt)
+    th.testing.assert_close(seen, fresh, rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------------- predict and persistence
 def test_predict_with_carried_state_equals_sequence_evaluation() -> None:
     model = _model(_clock_env())

@@ -8,19 +8,20 @@ The cache lives beside the module (a weak map), not in it: copies, pickles and t
 never carry a stale cache, and nothing outside this file needs to know it exists.
 
 A change is seen through each tensor's identity, storage and version counter. Writes that bypass the counter
-are not seen: through ``.data`` (SB3's ``polyak_update`` writes target networks so), and torch's fused Adam
-kernel (2.13, CPU). After such a write call ``torch.autograd.graph.increment_version`` on the parameters (the
-liquid PPO policy does so after its fused optimizer's step).
+are not seen: through ``.data`` (SB3's ``polyak_update`` writes target networks so), and torch's fused
+optimizer kernels (Adam, 2.13, CPU). After such a write call :func:`mark_changed` on the tensors; an optimizer
+given to :func:`track_optimizer` does so after each of its steps.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 
 T = TypeVar("T")
 
@@ -59,3 +60,23 @@ def cached_when_inference(module: nn.Module, compute: Callable[[], T], variant: 
     value = compute()
     _CACHE[module] = (key, value)
     return value
+
+
+def mark_changed(tensors: Iterable[torch.Tensor]) -> None:
+    """Tell the cache (and autograd) that ``tensors`` changed through a write that bypassed their version
+    counters (``.data``, a fused optimizer kernel)."""
+    increment_version(list(tensors))
+
+
+def _after_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    del args, kwargs
+    mark_changed(p for group in optimizer.param_groups for p in group["params"] if p.grad is not None)
+
+
+def track_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Make ``optimizer``'s steps visible to the cache: a fused optimizer (``fused=True``) writes the
+    parameters without bumping their version counters, so without this ``predict`` and rollouts after an
+    update would reuse cell weights derived before it. Other optimizers are left as they are. Returns it."""
+    if optimizer.defaults.get("fused"):
+        optimizer.register_step_post_hook(_after_step)
+    return optimizer

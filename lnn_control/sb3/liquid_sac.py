@@ -14,10 +14,10 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq
 from stable_baselines3.common.utils import polyak_update, should_collect_more_steps
 from stable_baselines3.common.vec_env import VecEnv
-from torch.autograd.graph import increment_version
 from torch.nn import functional as F
 
 from lnn_control.checks import positive_int
+from lnn_control.nn.weight_cache import mark_changed
 from lnn_control.sb3.carry import RecurrentCarry
 from lnn_control.sb3.liquid_algorithm import LiquidAlgorithmMixin
 from lnn_control.sb3.sac_policies import LiquidSACPolicy
@@ -277,10 +277,9 @@ class LiquidSAC(LiquidAlgorithmMixin, SAC):
             self.actor.optimizer.step()
             if gradient_step % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                # polyak_update writes through .data, which the cells' inference weight cache cannot see
-                # (lnn_control.nn.weight_cache); the target critics run under no_grad and would keep
-                # computing with their old weights
-                increment_version(list(self.critic_target.parameters()))
+                # polyak_update writes through .data, which the cells' inference weight cache cannot see;
+                # the target critics run under no_grad and would keep computing with their old weights
+                mark_changed(self.critic_target.parameters())
         self._n_updates += gradient_steps
 
         def mean(values: list[th.Tensor]) -> float:

@@ -47,10 +47,10 @@ from stable_baselines3.common.torch_layers import (
 )
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
-from torch.autograd.graph import increment_version
 from torch.distributions import Normal
 
 from lnn_control.checks import nonnegative_values, positive_int, positive_number
+from lnn_control.nn.weight_cache import track_optimizer
 from lnn_control.sb3.recurrence import CELLS, make_recurrence, make_wiring, run_core
 
 CRITICS = ("detached", "separate", "shared")
@@ -87,18 +87,6 @@ def _default_optimizer_kwargs(
     elif "foreach" in inspect.signature(optimizer_class).parameters:
         kwargs["foreach"] = True
     return kwargs
-
-
-def _count_in_place_update(optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """Optimizer step post-hook: bump the version counters of the parameters the step updated in place.
-
-    The fused Adam kernel (torch 2.13, CPU) writes the parameters without bumping their version counters,
-    which autograd's in-place checks and the inference weight cache (:mod:`lnn_control.nn.weight_cache`, keyed
-    by them) rely on: without this, ``predict`` and the rollouts after an update would reuse the cell weights
-    derived before it.
-    """
-    del args, kwargs
-    increment_version([p for group in optimizer.param_groups for p in group["params"] if p.grad is not None])
 
 
 def resolve_critic(critic: str | None, shared_recurrence: bool | None = None) -> str:
@@ -271,8 +259,7 @@ class LiquidActorCriticPolicy(ActorCriticPolicy):
         critic_size = 0 if self.recurrent_critic is None else int(self.recurrent_critic.state_size)
         self.state_shape = (int(self.recurrent_actor.num_layers), self.actor_state_size + critic_size)
         super()._build(lr_schedule)
-        if self.optimizer.defaults.get("fused"):
-            self.optimizer.register_step_post_hook(_count_in_place_update)
+        track_optimizer(self.optimizer)  # fused Adam's steps must reach the inference weight cache
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = MlpExtractor(

@@ -47,6 +47,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from lnn_control.checks import positive_int, positive_number
+from lnn_control.nn.weight_cache import track_optimizer
 from lnn_control.sb3.policies import LiquidActorCriticPolicy
 from lnn_control.sb3.recurrence import CELLS, make_recurrence, make_wiring, run_core
 
@@ -253,11 +254,12 @@ class LiquidSACPolicy(BasePolicy):
         self.critic_target.train(False)
         n_critic_cores = len(cores)
         self.state_shape = (self.num_layers, self.actor_state_size + n_critic_cores * self.critic_state_size)
-        self.actor.optimizer = self.optimizer_class(
-            self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        # track_optimizer: a fused optimizer's steps must reach the cells' inference weight cache
+        self.actor.optimizer = track_optimizer(
+            self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
         )
-        self.critic.optimizer = self.optimizer_class(
-            self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        self.critic.optimizer = track_optimizer(
+            self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
